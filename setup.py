@@ -1,0 +1,42 @@
+"""ament_python package face_expr_ros: facial expression capture for ROS 2 robots."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "face_expr_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.md", "data/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    # Why each is here: README.md, "Dependencies".
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "opencv-python-headless>=4.8",
+        "torch>=2.1",
+        "safetensors>=0.4",
+        "PyYAML>=6.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    zip_safe=False,
+    maintainer="face_expr_ros developers",
+    maintainer_email="face-expr-ros@users.noreply.github.com",
+    description="Per-face expression coefficients, head pose TF and face mesh from camera images.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "face_expr = face_expr_ros.cli:main",
+            "face_expr_node = face_expr_ros.node:main",
+        ],
+    },
+)

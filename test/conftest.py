@@ -53,3 +53,14 @@ def ros_env():
         except ImportError as err:
             skip_or_fail(f"{what} is not importable ({err}); {SETUP_HINT}")
     return int(os.environ["ROS_DOMAIN_ID"])
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """../shared/data (or $FACE_EXPR_DATA): the development images and labels."""
+    from face_expr_ros.data_paths import data_root as find
+
+    try:
+        return find()
+    except FileNotFoundError as err:
+        skip_or_fail(f"training data not available: {err}")

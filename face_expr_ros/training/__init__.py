@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, teacher annotation, losses, the training loop, evaluation."""

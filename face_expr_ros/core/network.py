@@ -1,0 +1,196 @@
+"""The face network: a crop in, identity, expression and camera out.
+
+Backbone: a MobileNetV2-style stack of inverted residual blocks (Sandler et al. 2018) in plain torch
+(no downloaded weights; torchvision is not used). Heads, from the globally pooled feature:
+identity ``alpha`` (first K modes of the face model), expression ``beta`` (53, sigmoid -> [0, 1]),
+rotation (6D, Zhou et al. 2019), 2D translation and log-scale of the scaled-orthographic camera.
+
+Camera convention (docs/conventions.md): ``posed = s R V + t`` in crop pixels with y up and the
+origin at the crop centre; ``u = x + c``, ``v = -y + c`` with ``c = (size - 1) / 2``
+(``camera.project_orthographic``). ``s`` is pixels per centimetre.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .camera import rotation_6d_to_matrix
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters; stored beside the weights so a checkpoint rebuilds its net."""
+
+    input_size: int = 128
+    width: float = 0.5
+    n_identity: int = 40
+    n_expressions: int = 53
+    feature_dim: int = 512
+    # Scale prior: a face (jaw width ~14.7 cm) filling ~70 % of the crop.
+    scale_prior: float = 0.7 * 128 / 14.7
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FaceParams:
+    """Network output for B faces (all tensors, batch first).
+
+    identity: (B, K) identity coefficients (prior N(0, 1)).
+    expression: (B, E) expression coefficients in [0, 1].
+    rotation: (B, 3, 3) model -> camera rotation (core convention).
+    translation: (B, 3) crop pixels, y up, relative to the crop centre; z = 0.
+    scale: (B,) pixels per centimetre.
+    """
+
+    identity: torch.Tensor
+    expression: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    scale: torch.Tensor
+
+    def detach(self) -> "FaceParams":
+        return FaceParams(*(t.detach() for t in self.astuple()))
+
+    def astuple(self) -> tuple[torch.Tensor, ...]:
+        return (self.identity, self.expression, self.rotation, self.translation, self.scale)
+
+    def __getitem__(self, index) -> "FaceParams":
+        return FaceParams(*(t[index] for t in self.astuple()))
+
+
+def _divisible(value: float, divisor: int = 8) -> int:
+    """Channel counts rounded to a multiple of 8 (fast kernels), never below 90 % of ``value``."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+                act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand -> 3x3 depthwise (stride) -> 1x1 linear project; residual when shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int):
+        super().__init__()
+        hidden = c_in * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(conv_bn_act(c_in, hidden, kernel=1))
+        layers += [conv_bn_act(hidden, hidden, stride=stride, groups=hidden),
+                   conv_bn_act(hidden, c_out, kernel=1, act=False)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+# (expansion, channels, repeats, first stride): MobileNetV2's table
+_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+class Backbone(nn.Module):
+    """MobileNetV2 body: (B, 3, H, W) -> (B, feature_dim) after global average pooling."""
+
+    def __init__(self, width: float, feature_dim: int):
+        super().__init__()
+        c_in = _divisible(32 * width)
+        layers: list[nn.Module] = [conv_bn_act(3, c_in, stride=2)]
+        for expand, channels, repeats, stride in _MOBILENET_V2:
+            c_out = _divisible(channels * width)
+            for i in range(repeats):
+                layers.append(InvertedResidual(c_in, c_out, stride if i == 0 else 1, expand))
+                c_in = c_out
+        layers.append(conv_bn_act(c_in, feature_dim, kernel=1))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+class FaceNet(nn.Module):
+    """Crop (B, 3, S, S) RGB in [0, 1] -> :class:`FaceParams`."""
+
+    def __init__(self, config: NetworkConfig = NetworkConfig()):
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config.width, config.feature_dim)
+        k, e = config.n_identity, config.n_expressions
+        self.identity_head = nn.Linear(config.feature_dim, k)
+        self.expression_head = nn.Linear(config.feature_dim, e)
+        self.camera_head = nn.Linear(config.feature_dim, 6 + 2 + 1)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._init_heads()
+
+    def _init_heads(self) -> None:
+        # Start at the mean face, frontal, centred, neutral: training begins from a sane mesh.
+        for head in (self.identity_head, self.expression_head, self.camera_head):
+            nn.init.normal_(head.weight, std=1e-3)
+            nn.init.zeros_(head.bias)
+        with torch.no_grad():
+            self.expression_head.bias.fill_(-4.0)  # sigmoid(-4) = 0.018: below the selection threshold
+            self.camera_head.bias[:6] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+    def forward(self, images: torch.Tensor) -> FaceParams:
+        feature = self.backbone((images - self.mean) / self.std)
+        camera = self.camera_head(feature)
+        size = self.config.input_size
+        translation_xy = camera[:, 6:8] * (size / 4.0)  # O(1) outputs for an O(size/4) shift
+        translation = torch.cat((translation_xy, torch.zeros_like(translation_xy[:, :1])), dim=1)
+        return FaceParams(
+            identity=self.identity_head(feature),
+            expression=torch.sigmoid(self.expression_head(feature)),
+            rotation=rotation_6d_to_matrix(camera[:, :6]),
+            translation=translation,
+            scale=self.config.scale_prior * torch.exp(camera[:, 8]),
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_size: int) -> int:
+    """Multiply-accumulates of one forward pass on one (3, input_size, input_size) image
+    (convolutions and linear layers, which are all but a few per cent of the work)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        total += output.numel() * per_output
+
+    def linear_hook(module: nn.Linear, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, input_size, input_size))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total

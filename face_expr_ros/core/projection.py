@@ -1,0 +1,62 @@
+"""From network parameters to the projected 68 landmarks (the second landmark set) and meshes, in torch.
+
+Only the vertices that the landmarks need (the contour curves' and the fixed feature vertices,
+about 900 of 11,248) are synthesised, so the landmark path is cheap enough for every training step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .camera import pose_points, project_orthographic
+from .contour import contour_curves, model_landmarks
+from .facemodel import FaceModel
+from .network import FaceParams
+from .synthesis import blend_shapes
+
+
+class LandmarkProjector(nn.Module):
+    """Buffers of the face model restricted to the landmark vertices, and the projection.
+
+    Args:
+        model: the face model.
+        n_identity: identity modes the network predicts (the first K of the model).
+    """
+
+    def __init__(self, model: FaceModel, n_identity: int):
+        super().__init__()
+        if not 0 < n_identity <= model.n_identity:
+            raise ValueError(f"n_identity must be in 1..{model.n_identity}, got {n_identity}")
+        curves = contour_curves(model)
+        needed = curves.needed_vertex_ids
+        self.curves = curves.subset()
+        self.register_buffer("neutral", torch.from_numpy(model.neutral[needed]))
+        self.register_buffer("identity_basis", torch.from_numpy(
+            np.ascontiguousarray(model.identity_basis[:n_identity, needed])))
+        self.register_buffer("expression_basis", torch.from_numpy(
+            np.ascontiguousarray(model.expression_basis[:, needed])))
+
+    def posed_vertices(self, params: FaceParams, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, U, 3) posed landmark-support vertices: ``s R V + t`` in crop pixels, y up."""
+        shape = blend_shapes(self.neutral, self.identity_basis, self.expression_basis,
+                             params.identity, params.expression, mask)
+        return pose_points(shape, params.rotation, params.translation, params.scale)
+
+    def forward(self, params: FaceParams, input_size: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 68, 2) landmarks in crop pixels (x right, y down), dynamic jaw contour included."""
+        landmarks3d = model_landmarks(self.posed_vertices(params, mask), self.curves)
+        centre = (input_size - 1) / 2.0
+        return project_orthographic(landmarks3d) + centre
+
+
+def posed_mesh(model: FaceModel, params: FaceParams, index: int = 0,
+               selected: np.ndarray | None = None) -> np.ndarray:
+    """(V, 3) full posed mesh of face ``index`` in crop pixels (y up), numpy, for rendering."""
+    from .synthesis import synthesize
+
+    p = params.detach()[index]
+    mesh = synthesize(model, p.expression.cpu().numpy(), selected, p.identity.cpu().numpy())
+    return pose_points(mesh, p.rotation.cpu().numpy(), p.translation.cpu().numpy(),
+                       float(p.scale.cpu()))

@@ -1,0 +1,117 @@
+"""Training losses (the patent's claim 2): landmark MSE, affine consistency, priors.
+
+Notation (docs/training.md): L1 = annotated landmarks, L2 = the network's projected model landmarks
+on the image, A = the random affine of the augmentation (2x3, with a left/right re-indexing P when
+it flips), L3 = A(L1) the annotated landmarks carried to the augmented image, L2' = the network's
+landmarks on the augmented image. All point sets are (B, 68, 2) pixels of the network input.
+
+    L_mse  = mean_i ||L2_i - L1_i||^2 / d^2
+    L_cons = mean_i ||L2'_i - L3_i||^2 / d'^2 + mean_i ||L2'_i - A(L2)_{P(i)}||^2 / d'^2
+    L      = L_mse + w_cons L_cons + w_id mean(alpha^2) + w_sparse mean(beta)
+
+with d, d' the face sizes (square root of the landmark box area) of L1 and L3, so the losses do not
+depend on the crop scale. The second consistency term ties the two predictions together through A
+without labels; gradients flow into both L2 and L2'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.camera import apply_affine
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the terms beside the landmark MSE (defaults: docs/training.md, ablation)."""
+
+    consistency: float = 1.0
+    identity_prior: float = 1e-3
+    expression_sparsity: float = 1e-3
+
+
+def face_size(landmarks: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2) -> (B,) square root of the landmark bounding-box area, at least 1 pixel."""
+    extent = landmarks.amax(dim=1) - landmarks.amin(dim=1)
+    return torch.sqrt(extent.prod(dim=-1).clamp_min(1.0))
+
+
+def landmark_mse(predicted: torch.Tensor, target: torch.Tensor,
+                 size: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over points and batch of ``||predicted - target||^2 / size^2``.
+
+    Args:
+        predicted, target: (B, N, 2) pixels.
+        size: (B,) normaliser; default :func:`face_size` of ``target``.
+    """
+    if predicted.shape != target.shape or predicted.shape[-1] != 2:
+        raise ValueError(f"landmark_mse: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
+                         "must be equal (B, N, 2)")
+    size = face_size(target) if size is None else size
+    squared = ((predicted - target) ** 2).sum(-1)  # (B, N)
+    return (squared.mean(dim=1) / size ** 2).mean()
+
+
+def permute_points(points: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2) points re-indexed per sample: ``out[b, i] = points[b, permutation[b, i]]``."""
+    return torch.gather(points, 1, permutation[..., None].expand(-1, -1, points.shape[-1]))
+
+
+def consistency_loss(predicted_augmented: torch.Tensor, target_augmented: torch.Tensor,
+                     predicted: torch.Tensor, affine: torch.Tensor,
+                     permutation: torch.Tensor) -> torch.Tensor:
+    """Consistency of the three landmark sets through the random affine A.
+
+    Args:
+        predicted_augmented: L2', (B, N, 2) on the augmented image.
+        target_augmented: L3 = A(L1) re-indexed, (B, N, 2).
+        predicted: L2, (B, N, 2) on the original image.
+        affine: (B, 2, 3) A, original -> augmented pixels.
+        permutation: (B, N) int64 re-indexing applied after A (identity when not flipped).
+    """
+    size = face_size(target_augmented)
+    carried = permute_points(apply_affine(affine, predicted), permutation)  # A(L2), re-indexed
+    return (landmark_mse(predicted_augmented, target_augmented, size)
+            + landmark_mse(predicted_augmented, carried, size))
+
+
+def identity_prior(identity: torch.Tensor) -> torch.Tensor:
+    """Gaussian prior of the identity modes (unit standard deviation): mean of alpha^2."""
+    return (identity ** 2).mean()
+
+
+def expression_sparsity(expression: torch.Tensor) -> torch.Tensor:
+    """L1 of the coefficients (all >= 0): few templates above the selection threshold."""
+    return expression.mean()
+
+
+@dataclass
+class LossTerms:
+    """Each term (for logging) and their weighted sum ``total`` (for backward)."""
+
+    total: torch.Tensor
+    mse: torch.Tensor
+    consistency: torch.Tensor
+    identity_prior: torch.Tensor
+    expression_sparsity: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in vars(self).items()}
+
+
+def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
+               l2_augmented: torch.Tensor | None, affine: torch.Tensor | None,
+               permutation: torch.Tensor | None, identity: torch.Tensor, expression: torch.Tensor,
+               weights: LossWeights = LossWeights()) -> LossTerms:
+    """``L_mse + w_c L_cons + priors``; without an augmented view the consistency term is 0."""
+    mse = landmark_mse(l2, l1)
+    zero = mse.new_zeros(())
+    cons = zero
+    if weights.consistency > 0 and l2_augmented is not None:
+        cons = consistency_loss(l2_augmented, l3, l2, affine, permutation)
+    id_prior = identity_prior(identity) if weights.identity_prior > 0 else zero
+    sparsity = expression_sparsity(expression) if weights.expression_sparsity > 0 else zero
+    total = (mse + weights.consistency * cons + weights.identity_prior * id_prior
+             + weights.expression_sparsity * sparsity)
+    return LossTerms(total, mse, cons, id_prior, sparsity)

@@ -1,0 +1,86 @@
+"""Losses on constructed cases: zero at the target, gradient signs, the consistency formula."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from face_expr_ros.training import losses as L
+
+RNG = torch.Generator().manual_seed(0)
+
+
+def landmarks(batch: int = 3) -> torch.Tensor:
+    return torch.rand(batch, 68, 2, generator=RNG, dtype=torch.float64) * 80 + 20
+
+
+def rotation_affine(batch: int, degrees: float = 20.0, shift=(5.0, -3.0)) -> torch.Tensor:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    a = torch.tensor([[c, -s, shift[0]], [s, c, shift[1]]], dtype=torch.float64)
+    return a.expand(batch, 2, 3).clone()
+
+
+def test_mse_zero_at_target_and_normalised_by_face_size():
+    l1 = landmarks()
+    assert L.landmark_mse(l1.clone(), l1) == 0
+    shifted = l1 + torch.tensor([3.0, 4.0], dtype=torch.float64)  # every point 5 px off
+    expected = (25.0 / L.face_size(l1) ** 2).mean()
+    torch.testing.assert_close(L.landmark_mse(shifted, l1), expected)
+    # scale invariance: the same error relative to the face, on a face twice as large
+    torch.testing.assert_close(L.landmark_mse(2 * shifted, 2 * l1), L.landmark_mse(shifted, l1))
+
+
+def test_mse_gradient_points_towards_the_target():
+    l1 = landmarks(1)
+    l2 = (l1 + 2.0).requires_grad_(True)
+    L.landmark_mse(l2, l1).backward()
+    assert (l2.grad > 0).all(), "moving each point down (towards the target) lowers the loss"
+
+
+def test_consistency_zero_when_the_three_sets_agree():
+    l1 = landmarks()
+    affine = rotation_affine(3)
+    identity = torch.arange(68).expand(3, 68)
+    l3 = L.permute_points(torch.einsum("bij,bnj->bni", affine[..., :2], l1) + affine[:, None, :, 2],
+                          identity)
+    assert L.consistency_loss(l3.clone(), l3, l1.clone(), affine, identity) < 1e-20
+
+
+def test_consistency_handles_the_flip_permutation():
+    l1 = landmarks(1)
+    flip = torch.tensor([[[-1.0, 0.0, 127.0], [0.0, 1.0, 0.0]]], dtype=torch.float64)
+    perm = torch.randperm(68, generator=RNG)[None]
+    l3 = L.permute_points(torch.einsum("bij,bnj->bni", flip[..., :2], l1) + flip[:, None, :, 2], perm)
+    assert L.consistency_loss(l3.clone(), l3, l1, flip, perm) < 1e-20
+    wrong = torch.arange(68)[None]
+    assert L.consistency_loss(l3.clone(), l3, l1, flip, wrong) > 1e-3
+
+
+def test_consistency_gradient_flows_into_both_predictions():
+    l1 = landmarks(2)
+    affine = rotation_affine(2)
+    identity = torch.arange(68).expand(2, 68)
+    l3 = torch.einsum("bij,bnj->bni", affine[..., :2], l1) + affine[:, None, :, 2]
+    l2 = (l1 + 1.0).requires_grad_(True)
+    l2_aug = (l3 - 1.0).requires_grad_(True)
+    L.consistency_loss(l2_aug, l3, l2, affine, identity).backward()
+    assert l2.grad.abs().sum() > 0 and l2_aug.grad.abs().sum() > 0
+    # L2' is below-left of both of its targets: the gradient pushes it up-right (negative grad)
+    assert (l2_aug.grad < 0).all()
+
+
+def test_priors_and_total():
+    alpha = torch.zeros(2, 40, requires_grad=True)
+    beta = torch.full((2, 53), 0.2, requires_grad=True)
+    l1 = landmarks(2)
+    terms = L.total_loss(l1, l1 + 1, None, None, None, None, alpha, beta,
+                         L.LossWeights(consistency=1.0, identity_prior=0.5, expression_sparsity=0.1))
+    assert terms.consistency == 0 and terms.identity_prior == 0
+    torch.testing.assert_close(terms.expression_sparsity, torch.tensor(0.2))
+    torch.testing.assert_close(terms.total, terms.mse + 0.1 * terms.expression_sparsity)
+    terms.total.backward()
+    assert (beta.grad > 0).all(), "sparsity pulls coefficients down"
+    a = torch.ones(1, 4, requires_grad=True)
+    L.identity_prior(a).backward()
+    assert (a.grad > 0).all()
+    assert set(terms.as_floats()) == {"total", "mse", "consistency", "identity_prior",
+                                      "expression_sparsity"}

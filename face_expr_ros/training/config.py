@@ -1,0 +1,85 @@
+"""Training configuration: a YAML file -> :class:`TrainConfig` (unknown keys are errors)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..core.network import NetworkConfig
+from .losses import LossWeights
+
+
+@dataclass
+class DataConfig:
+    """Which sets, how often each is drawn, and where teacher landmarks are cached."""
+
+    root: str | None = None              # default: $FACE_EXPR_DATA or ../shared/data
+    teacher_cache: str | None = None     # folder with annotations.jsonl (face_expr annotate)
+    sets: dict[str, float] = field(default_factory=lambda: {
+        "helen_train": 3.0, "ytf_train": 1.0, "utkface": 1.0, "lfw_gray": 1.0, "fer2013_train": 0.5})
+    val_fraction: float = 0.1
+    crop_margin: float = 0.25            # of the landmark box side, each side (core.align)
+    max_per_set: int | None = None       # cap, for quick runs and tests
+    workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved beside its checkpoints."""
+
+    output: str = "runs/train"
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 50
+    max_steps: int | None = None         # budget; None = until convergence or max_epochs
+    max_minutes: float | None = None     # wall-clock budget
+    patience: int = 5                    # validations without improvement before stopping
+    min_delta: float = 1e-4              # improvement of validation NME that counts
+    val_every_steps: int = 500
+    log_every_steps: int = 20
+    threads: int | None = None           # torch intra-op threads (None: torch default)
+    net: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _build(cls, values: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(cls(), key) if cls is not NetworkConfig else getattr(NetworkConfig(), key)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML config (missing keys take the defaults above), then apply ``overrides``."""
+    values: dict = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"cannot read training config {path}: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        target = values
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return _build(TrainConfig, values, str(path or "config"))
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,313 @@
+"""The training loop: ``face_expr train --config FILE`` (single process, or DDP under torchrun).
+
+Each step: network(crop) -> L2 (projected model landmarks, dynamic jaw), network(A(crop)) -> L2',
+loss = MSE(L2, L1) + w_c consistency(L1, L2, L2', L3, A) + priors (losses.py). Validation: NME on
+the validation split (subjects never in training). Stops at a validation plateau (``patience``),
+``max_steps``, ``max_minutes`` or ``max_epochs``. Checkpoints: ``last.pt`` (model + optimiser,
+for --resume, read with ``weights_only=True``) and ``best.safetensors`` (weights only).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+
+from ..core.facemodel import load_face_model
+from ..core.network import FaceNet
+from ..core.projection import LandmarkProjector
+from ..core.weights import save_weights, tensor_hash
+from . import losses
+from .config import TrainConfig, config_to_dict
+from .datasets import build_index, load_teacher_cache, split_of
+from .metrics import nme
+from .pairs import LandmarkPairs, PairParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group when started by torchrun (RANK/WORLD_SIZE set); gloo on CPU."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return Distributed()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no GPU")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, list[float]]:
+    """Train/val pair datasets over the configured sets, and per-item sampling weights."""
+    data = config.data
+    cache = load_teacher_cache(data.teacher_cache) if data.teacher_cache else None
+    train_entries, val_entries, weights = [], [], []
+    for set_name, set_weight in data.sets.items():
+        entries = [e for e in build_index(set_name, data.root, cache) if e.landmarks is not None]
+        if data.max_per_set:
+            entries = entries[: data.max_per_set]
+        if not entries:
+            log.warning("set %s has no landmarks (annotate it first): left out", set_name)
+            continue
+        tr = [e for e in entries if split_of(e, data.val_fraction) == "train"]
+        va = [e for e in entries if split_of(e, data.val_fraction) == "val"]
+        train_entries += tr
+        val_entries += va
+        # each set contributes set_weight x (its share if all sets were the same size)
+        weights += [set_weight / max(len(tr), 1)] * len(tr)
+    params = PairParams(size=config.net.input_size, margin=data.crop_margin)
+    return (LandmarkPairs(train_entries, params, train=True, seed=config.seed),
+            LandmarkPairs(val_entries, params, train=False, seed=config.seed), weights)
+
+
+class Trainer:
+    """Owns the network, the projector, the optimiser and the loop; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
+        self.dist = init_distributed(self.device)
+        seed_everything(config.seed + self.dist.rank)
+        self.out = Path(config.output)
+        self.model = load_face_model()
+        self.net = FaceNet(config.net).to(self.device)
+        self.projector = LandmarkProjector(self.model, config.net.n_identity).to(self.device)
+        self.ddp = (DistributedDataParallel(self.net) if self.dist.world > 1 else self.net)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.train_set, self.val_set, self.weights = build_datasets(config)
+        self.step, self.epoch, self.best, self.bad_validations = 0, 0, math.inf, 0
+        self.started = time.monotonic()
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
+        if resume:
+            self.load_checkpoint()
+
+    # ------------------------------------------------------------------ data
+    def train_loader(self) -> DataLoader:
+        if self.dist.world > 1:
+            sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank,
+                                         shuffle=True, seed=self.config.seed)
+            sampler.set_epoch(self.epoch)
+        else:
+            generator = torch.Generator().manual_seed(self.config.seed + self.epoch)
+            sampler = WeightedRandomSampler(self.weights, len(self.train_set), generator=generator)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler,
+                          num_workers=self.config.data.workers, drop_last=True,
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    def total_steps(self) -> int:
+        per_epoch = max(1, len(self.train_set) // (self.config.batch_size * self.dist.world))
+        steps = per_epoch * self.config.max_epochs
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    # ------------------------------------------------------------------ one step
+    def landmarks(self, images: torch.Tensor) -> tuple[torch.Tensor, object]:
+        params = self.ddp(images)
+        return self.projector(params, self.config.net.input_size), params
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> losses.LossTerms:
+        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        l2, params = self.landmarks(b["image"])
+        l2_aug = None
+        if self.config.loss.consistency > 0:
+            l2_aug, _ = self.landmarks(b["image_aug"])
+        return losses.total_loss(b["l1"], l2, b["l3"], l2_aug, b["affine"], b["permutation"],
+                                 params.identity, params.expression, self.config.loss)
+
+    def lr_at(self, step: int, total: int) -> float:
+        warmup = min(500, total // 20 + 1)
+        if step < warmup:
+            return self.config.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return self.config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, limit: int | None = None) -> dict[str, float]:
+        self.net.eval()
+        loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
+                            num_workers=self.config.data.workers)
+        errors68, errors51 = [], []
+        for i, batch in enumerate(loader):
+            if limit is not None and i * self.config.batch_size >= limit:
+                break
+            l2, _ = self.landmarks(batch["image"].to(self.device))
+            l1 = batch["l1"].to(self.device)
+            errors68.append(nme(l2, l1).cpu())
+            errors51.append(nme(l2[:, 17:], l1[:, 17:], l1).cpu())
+        self.net.train()
+        e68, e51 = torch.cat(errors68), torch.cat(errors51)
+        return {"val_nme68": float(e68.mean()), "val_nme51": float(e51.mean()),
+                "val_failure_rate": float((e68 > 0.10).float().mean()), "val_faces": len(e68)}
+
+    # ------------------------------------------------------------------ loop
+    def stop_reason(self, total: int) -> str | None:
+        if self.step >= total:
+            return f"step budget reached ({total})"
+        minutes = (time.monotonic() - self.started) / 60
+        if self.config.max_minutes and minutes >= self.config.max_minutes:
+            return f"time budget reached ({self.config.max_minutes} min)"
+        if self.bad_validations >= self.config.patience:
+            return f"converged: no validation improvement in {self.config.patience} validations"
+        return None
+
+    def fit(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        total = self.total_steps()
+        bar = tqdm(total=total, initial=self.step, disable=not (progress and self.dist.main),
+                   unit="step", dynamic_ncols=True)
+        self.net.train()
+        reason = None
+        while reason is None and self.epoch < self.config.max_epochs:
+            for batch in self.train_loader():
+                reason = self.train_step(batch, total, bar)
+                if reason:
+                    break
+            else:
+                self.epoch += 1
+        reason = reason or f"epoch budget reached ({self.config.max_epochs})"
+        bar.close()
+        result = {"stop_reason": reason, "steps": self.step, "epochs": self.epoch,
+                  "best_val_nme68": self.best, "minutes": (time.monotonic() - self.started) / 60,
+                  "world_size": self.dist.world, "rank_weight_hashes": self.rank_hashes()}
+        if self.dist.main:
+            (self.out / "result.json").write_text(json.dumps(result, indent=2))
+            log.info("training stopped: %s", reason)
+        return result
+
+    def rank_hashes(self) -> list[str]:
+        """The weights' hash on every rank (DDP keeps them equal; a difference is a bug)."""
+        mine = tensor_hash(dict(self.net.named_parameters()))
+        if self.dist.world == 1:
+            return [mine]
+        hashes: list[str] = [""] * self.dist.world
+        dist.all_gather_object(hashes, mine)
+        return hashes
+
+    def train_step(self, batch: dict, total: int, bar) -> str | None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step, total)
+        terms = self.compute_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.optimizer.step()
+        self.step += 1
+        bar.update(1)
+        if self.dist.main and self.step % self.config.log_every_steps == 0:
+            row = {"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                   **{f"train_{k}": v for k, v in terms.as_floats().items()}}
+            self.log_row(row)
+            bar.set_postfix(loss=f"{row['train_total']:.4f}")
+        if self.step % self.config.val_every_steps == 0 or self.step >= total:
+            self.validation_round()
+        return self.stop_reason(total)
+
+    def validation_round(self) -> None:
+        metrics = self.validate()
+        improved = metrics["val_nme68"] < self.best - self.config.min_delta
+        if improved:
+            self.best, self.bad_validations = metrics["val_nme68"], 0
+        else:
+            self.bad_validations += 1
+        if self.dist.main:
+            self.log_row({"step": self.step, "epoch": self.epoch, **metrics})
+            if improved:
+                save_weights(self.out / "best.safetensors", self.net,
+                             extra={"step": self.step, **metrics})
+            self.save_checkpoint()
+
+    # ------------------------------------------------------------------ logs and checkpoints
+    def log_row(self, row: dict) -> None:
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["step", "epoch", "key", "value"])
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    writer.writerow([row["step"], row["epoch"], key, value])
+        writer_tb = self._tensorboard()
+        if writer_tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    writer_tb.add_scalar(key, value, row["step"])
+
+    def _tensorboard(self):
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self._tb = None
+        return self._tb
+
+    def save_checkpoint(self) -> None:
+        state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": torch.tensor(self.step), "epoch": torch.tensor(self.epoch),
+                 "best": torch.tensor(self.best),
+                 "bad_validations": torch.tensor(self.bad_validations)}
+        tmp = self.out / ".last.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / "last.pt")
+
+    def load_checkpoint(self) -> None:
+        path = self.out / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {path}")
+        state = torch.load(path, map_location=self.device, weights_only=True)  # never unpickles code
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    trainer = Trainer(config, resume)
+    try:
+        return trainer.fit(progress)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

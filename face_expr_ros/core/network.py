@@ -27,6 +27,7 @@ class NetworkConfig:
     """Architecture hyper-parameters; stored beside the weights so a checkpoint rebuilds its net."""
 
     input_size: int = 128
+    crop_margin: float = 0.3             # the crop framing it was trained with (core.align)
     width: float = 0.5
     n_identity: int = 40
     n_expressions: int = 53

@@ -20,7 +20,6 @@ class DataConfig:
     sets: dict[str, float] = field(default_factory=lambda: {
         "helen_train": 3.0, "ytf_train": 1.0, "utkface": 1.0, "lfw_gray": 1.0, "fer2013_train": 0.5})
     val_fraction: float = 0.1
-    crop_margin: float = 0.25            # of the landmark box side, each side (core.align)
     max_per_set: int | None = None       # cap, for quick runs and tests
     workers: int = 2
 

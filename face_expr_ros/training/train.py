@@ -89,7 +89,7 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         val_entries += va
         # each set contributes set_weight x (its share if all sets were the same size)
         weights += [set_weight / max(len(tr), 1)] * len(tr)
-    params = PairParams(size=config.net.input_size, margin=data.crop_margin)
+    params = PairParams(size=config.net.input_size, margin=config.net.crop_margin)
     return (LandmarkPairs(train_entries, params, train=True, seed=config.seed),
             LandmarkPairs(val_entries, params, train=False, seed=config.seed), weights)
 

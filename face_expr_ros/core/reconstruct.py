@@ -1,0 +1,262 @@
+"""The whole inference flow on one screen: image -> faces with expression, identity, pose, landmarks.
+
+    detect -> crop (core.align) -> network, batched over faces -> landmarks (dynamic jaw) ->
+    track + One-Euro smoothing (optional) -> template selection -> Face
+
+A :class:`Face` keeps what the network said in image terms: the scaled-orthographic pose
+``s R V + t`` maps model centimetres to image pixels (y up, origin at the image position of the
+model origin), so it does not depend on the crop. Metric poses need the camera matrix K
+(:meth:`Face.optical_pose`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .align import crop_from_box
+from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
+                     gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
+from .detect import Detection, as_rgb_uint8, create_detector
+from .facemodel import FaceModel, load_face_model
+from .projection import LandmarkProjector
+from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
+from .weights import load_weights
+
+log = logging.getLogger(__name__)
+SELLION = 27  # iBUG landmark between the eyes: the origin of the face_<id> and gaze_<id> frames
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when torch sees a GPU, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch sees no GPU "
+                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+    return resolved
+
+
+@dataclass
+class OpticalPose:
+    """A face's pose in the camera's optical frame (REP-103), metres.
+
+    position: (3,) origin of face_<id>/gaze_<id> (sellion); face_rotation, gaze_rotation: (3, 3)
+    orientation of those frames; model_rotation: (3, 3) model axes in the optical frame.
+    """
+
+    position: np.ndarray
+    face_rotation: np.ndarray
+    gaze_rotation: np.ndarray
+    model_rotation: np.ndarray
+
+
+@dataclass
+class Face:
+    """One reconstructed face.
+
+    Attributes:
+        id: tracking id ("" without a tracker, or before the track is confirmed).
+        box: (4,) detector box x0, y0, x1, y1, image pixels.
+        score: detection score in [0, 1].
+        names: the expression template names (53).
+        coefficients: (53,) expression coefficients in [0, 1].
+        selected: indices of the selected templates (>= 1), largest coefficient first.
+        identity: (K,) identity coefficients.
+        rotation: (3, 3) core-convention rotation (docs/conventions.md).
+        translation: (2,) image pixels (u, v) where the model origin projects.
+        scale: pixels per centimetre of face, in the image.
+        landmarks: (68, 2) iBUG landmarks, image pixels.
+    """
+
+    id: str
+    box: np.ndarray
+    score: float
+    names: tuple[str, ...]
+    coefficients: np.ndarray
+    selected: np.ndarray
+    identity: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float
+    landmarks: np.ndarray
+    model: FaceModel = field(repr=False)
+
+    @property
+    def euler_deg(self) -> np.ndarray:
+        """(yaw, pitch, roll) in degrees (core convention)."""
+        return matrix_to_euler(self.rotation)
+
+    @property
+    def area(self) -> float:
+        return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
+
+    def model_vertices(self) -> np.ndarray:
+        """(V, 3) the expression mesh in model space (cm), from the selected templates only."""
+        return synthesize(self.model, self.coefficients, self.selected, self.identity)
+
+    def image_vertices(self) -> np.ndarray:
+        """(V, 3) posed mesh in image pixels: x right, y down, z towards the viewer (pixels);
+        ready for core.render.render_mesh."""
+        posed = pose_points(self.model_vertices(), self.rotation, np.zeros(3), self.scale)
+        return np.column_stack((posed[:, 0] + self.translation[0], self.translation[1] - posed[:, 1],
+                                posed[:, 2]))
+
+    def optical_pose(self, camera_matrix: np.ndarray) -> OpticalPose:
+        """Metric pose from the camera matrix K (3x3), weak perspective at the sellion's depth."""
+        u, v = self.landmarks[SELLION]
+        position = metric_position(float(u), float(v), self.scale, camera_matrix)
+        return OpticalPose(position, face_frame_rotation(self.rotation),
+                           gaze_frame_rotation(self.rotation), core_to_optical_rotation(self.rotation))
+
+    def optical_vertices(self, camera_matrix: np.ndarray,
+                         vertices: np.ndarray | None = None) -> np.ndarray:
+        """(V, 3) mesh in metres in the optical frame, placed at :meth:`optical_pose`."""
+        pose = self.optical_pose(camera_matrix)
+        mesh = self.model_vertices() if vertices is None else vertices
+        sellion = mesh[self.model.landmarks68[SELLION]]
+        return (mesh - sellion) @ pose.model_rotation.T * CM_TO_M + pose.position
+
+
+@dataclass
+class Timings:
+    """Milliseconds per stage of the last :meth:`Reconstructor.reconstruct` call."""
+
+    detect: float = 0.0
+    crop: float = 0.0
+    network: float = 0.0
+    landmarks: float = 0.0
+    track: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.detect + self.crop + self.network + self.landmarks + self.track
+
+
+class Reconstructor:
+    """Faces of an RGB image, end to end (module docstring).
+
+    Args:
+        weights: .safetensors network weights (default: the package's, or $FACE_EXPR_WEIGHTS).
+        face_model: a FaceModel or a path (default search order of core.facemodel).
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        detector: core.detect backend name; detector_model_path: its local model file, if any.
+        detection_threshold: detections below it are dropped; max_faces: most faces per image
+            (the largest are kept).
+        selection_threshold, top_k: template selection (core.synthesis.select_templates).
+        tracker: a core.tracking.Tracker for stable ids and smoothing, or None.
+    """
+
+    def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
+                 detector_model_path: str | None = None, detection_threshold: float = 0.5,
+                 min_face_px: int = 16, max_faces: int = 10,
+                 selection_threshold: float = DEFAULT_THRESHOLD, top_k: int | None = DEFAULT_TOP_K,
+                 tracker=None):
+        self.device = pick_device(device)
+        log.info("face_expr_ros: running the network on %s", self.device)
+        self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
+        self.net = load_weights(weights, self.device)
+        self.projector = LandmarkProjector(self.model, self.net.config.n_identity).to(self.device)
+        self.detector = create_detector(detector, detector_model_path, detection_threshold,
+                                        min_face_px=min_face_px)
+        self.max_faces = max_faces
+        self.selection_threshold = selection_threshold
+        self.top_k = top_k
+        self.tracker = tracker
+        self.timings = Timings()
+
+    @property
+    def input_size(self) -> int:
+        return self.net.config.input_size
+
+    def reconstruct(self, image: np.ndarray, timestamp: float | None = None) -> list[Face]:
+        """All faces of an (H, W, 3) uint8 RGB image (gray (H, W) accepted), largest first.
+
+        ``timestamp`` (seconds) drives the tracker's smoothing; default: the monotonic clock.
+        """
+        image = as_rgb_uint8(image)
+        timings = Timings()
+        start = time.perf_counter()
+        detections = self.detect(image)
+        timings.detect = _ms_since(start)
+        faces = self.reconstruct_boxes(image, detections, timings)
+        start = time.perf_counter()
+        if self.tracker is not None:
+            faces = self._track(faces, time.monotonic() if timestamp is None else timestamp)
+        for face in faces:
+            face.selected = select_templates(face.coefficients, self.selection_threshold, self.top_k)
+        timings.track = _ms_since(start)
+        self.timings = timings
+        return sorted(faces, key=lambda f: -f.area)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Detections, at most ``max_faces``, the largest kept."""
+        detections = self.detector.detect(image)
+        return sorted(detections, key=lambda d: -d.area)[: self.max_faces]
+
+    @torch.no_grad()
+    def reconstruct_boxes(self, image: np.ndarray, detections: list[Detection],
+                          timings: Timings | None = None) -> list[Face]:
+        """Network and landmarks for given detections (no tracking, no selection)."""
+        timings = timings or Timings()
+        if not detections:
+            return []
+        start = time.perf_counter()
+        crops = [crop_from_box(image, d.box, self.input_size, self.net.config.crop_margin)
+                 for d in detections]
+        batch = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        timings.crop = _ms_since(start)
+        start = time.perf_counter()
+        params = self.net(batch)
+        timings.network = _ms_since(start)
+        start = time.perf_counter()
+        crop_landmarks = self.projector(params, self.input_size).cpu().numpy().astype(np.float64)
+        faces = [self._face(d, c, params, i, crop_landmarks[i])
+                 for i, (d, c) in enumerate(zip(detections, crops))]
+        timings.landmarks = _ms_since(start)
+        return faces
+
+    def _face(self, detection: Detection, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
+        p = params.detach()[index]
+        to_image = crop.crop_to_image
+        zoom = float(np.hypot(to_image[0, 0], to_image[1, 0]))  # image pixels per crop pixel
+        centre = (self.input_size - 1) / 2.0
+        t = p.translation.cpu().numpy().astype(np.float64)
+        origin_crop = np.array([[centre + t[0], centre - t[1]]])  # the model origin, crop pixels
+        coefficients = p.expression.cpu().numpy().astype(np.float64)
+        return Face(id="", box=np.asarray(detection.box, np.float64), score=float(detection.score),
+                    names=self.model.expression_names, coefficients=coefficients,
+                    selected=np.zeros(0, np.int64),
+                    identity=p.identity.cpu().numpy().astype(np.float64),
+                    rotation=p.rotation.cpu().numpy().astype(np.float64),
+                    translation=apply_affine(to_image, origin_crop)[0],
+                    scale=float(p.scale) * zoom,
+                    landmarks=apply_affine(to_image, crop_landmarks), model=self.model)
+
+    def _track(self, faces: list[Face], timestamp: float) -> list[Face]:
+        boxes = np.array([f.box for f in faces]).reshape(-1, 4)
+        tracked = []
+        for assignment in self.tracker.update(boxes, timestamp):
+            face = faces[assignment.detection_index]
+            if not assignment.confirmed:
+                continue
+            face.id = assignment.track_id
+            # The filters' speed thresholds assume metres: express the image position in face
+            # units (pixels / pixels-per-cm = cm, then m) and back with the smoothed scale.
+            position = np.append(face.translation / face.scale, 0.0) * CM_TO_M
+            smooth = self.tracker.smooth(face.id, timestamp, face.coefficients, face.rotation,
+                                         position, face.scale)
+            face.coefficients = np.clip(smooth.coefficients, 0.0, 1.0)
+            face.rotation, face.scale = smooth.rotation, float(smooth.scale)
+            face.translation = np.asarray(smooth.translation)[:2] / CM_TO_M * face.scale
+            tracked.append(face)
+        return tracked
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

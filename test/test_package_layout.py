@@ -23,6 +23,10 @@ THIRD_PARTY = {
     "safetensors": ("python3-safetensors-pip", "safetensors"),
     "tqdm": ("python3-tqdm", "tqdm"),
 }
+# Libraries only the training tools (face_expr_ros/training/) import: installed, pinned, by
+# .ci/setup_venv.sh (mediapipe with --no-deps: its opencv-contrib-python would replace the headless
+# cv2), not declared in package.xml: a robot running the node never needs them.
+TRAINING_ONLY = {"mediapipe": "mediapipe", "dlib": "dlib-bin"}
 # ROS packages without an *_msgs suffix that Python code may import.
 ROS_PYTHON_PACKAGES = {"rclpy", "tf2_ros", "tf2_py", "cv_bridge", "image_transport", "launch",
                        "launch_ros", "ament_index_python", "rosidl_runtime_py", "message_filters",
@@ -144,6 +148,11 @@ def test_every_import_is_declared():
             if module not in exec_deps:
                 problems.append(f"{where}: imports ROS package {module}: add <exec_depend>{module}"
                                 "</exec_depend> to package.xml")
+        elif module in TRAINING_ONLY and where.startswith(f"{PACKAGE}/training/"):
+            script = (REPO / ".ci" / "setup_venv.sh").read_text()
+            if f"{TRAINING_ONLY[module]}==" not in script:
+                problems.append(f"{where}: imports {module}: pin {TRAINING_ONLY[module]} in "
+                                ".ci/setup_venv.sh (training tools)")
         elif module in THIRD_PARTY:
             key, pip_name = THIRD_PARTY[module]
             if key not in exec_deps:

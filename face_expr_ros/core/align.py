@@ -1,0 +1,117 @@
+"""Square face crops for the network, from a detector box or from 68 landmarks.
+
+Both paths frame the face the same way: a square of side ``max(w, h) * (1 + margin)`` around the
+*landmark box* (the bounding box of the 68 iBUG points), resized to ``size`` x ``size``. Training
+crops come from landmarks; at run time only a detector box is known, and a detector box is not a
+landmark box (different scale and centre: libfacedetection's box includes the forehead, the
+landmark box stops at the brows). :data:`DETECTOR_BOX_RULE` converts one to the other; it was
+measured on helen_train with :func:`calibrate_box_rule` (docs/data.md, "Crop rule").
+
+Every crop keeps its ``crop_to_image`` 2x3 affine, so points predicted in the crop map back to the
+image with ``camera.apply_affine(crop.crop_to_image, points)``.
+
+Resampling: bilinear (``INTER_LINEAR``), border ``BORDER_REPLICATE``: a crop that reaches past the
+image edge continues the edge pixels instead of a black band whose sharp edge (at a position that
+depends on the box) the network could learn as a face-outline cue; training and run time use the
+same rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .camera import crop_affine, invert_affine
+
+DEFAULT_SIZE = 128
+CROP_MARGIN = 0.3
+"""Added to the landmark box side: 0.3 keeps the jaw line, ears' edge and lower forehead inside."""
+
+
+@dataclass(frozen=True)
+class BoxRule:
+    """Detector box -> landmark-equivalent box: ``side = scale * max(w, h)``, centre moved by
+    ``(dx, dy) * max(w, h)`` from the detector box's centre (image pixels, y down)."""
+
+    scale: float
+    dx: float
+    dy: float
+
+    def apply(self, box) -> np.ndarray:
+        """(4,) detector box (x0, y0, x1, y1) -> (4,) square landmark-equivalent box."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2 + self.dx * side, (y0 + y1) / 2 + self.dy * side
+        half = self.scale * side / 2
+        return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+DETECTOR_BOX_RULE = BoxRule(scale=0.79, dx=0.0, dy=0.127)
+"""libfacedetection (core.detect's default) on 435 helen_train faces: landmark side / detector side
+median 0.793 (10-90 %: 0.75-0.87), centre 0.127 side lower, 0.006 right (dropped); ytf_train gives
+0.82 and 0.13. Re-measure with ``face_expr data report`` after changing the detector."""
+
+
+@dataclass
+class Crop:
+    """A square face crop.
+
+    Attributes:
+        image: (size, size, 3) uint8 RGB.
+        crop_to_image: (2, 3) crop pixels -> image pixels.
+        image_to_crop: (2, 3) image pixels -> crop pixels.
+    """
+
+    image: np.ndarray
+    crop_to_image: np.ndarray
+    image_to_crop: np.ndarray
+
+
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """(68, 2) points -> (4,) (x0, y0, x1, y1): their bounding box."""
+    pts = np.asarray(landmarks, np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
+        raise ValueError(f"landmarks must be (N >= 2, 2), got {pts.shape}")
+    return np.concatenate((pts.min(0), pts.max(0)))
+
+
+def warp_crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) image -> (size, size, C) through the 2x3 ``image_to_crop`` (bilinear, replicate)."""
+    return cv2.warpAffine(image, np.asarray(image_to_crop, np.float64), (size, size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_from_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int = DEFAULT_SIZE,
+                        margin: float = CROP_MARGIN) -> Crop:
+    """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added."""
+    return _crop(image, crop_affine(landmark_box(landmarks), size, margin), size)
+
+
+def crop_from_box(image: np.ndarray, box, size: int = DEFAULT_SIZE, margin: float = CROP_MARGIN,
+                  rule: BoxRule = DETECTOR_BOX_RULE) -> Crop:
+    """Crop from a detector box (x0, y0, x1, y1): ``rule`` turns it into a landmark-equivalent box,
+    then the same framing as :func:`crop_from_landmarks`."""
+    return _crop(image, crop_affine(rule.apply(box), size, margin), size)
+
+
+def _crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> Crop:
+    return Crop(warp_crop(image, image_to_crop, size), invert_affine(image_to_crop), image_to_crop)
+
+
+def calibrate_box_rule(detector_boxes: np.ndarray, landmark_boxes: np.ndarray) -> BoxRule:
+    """Fit :class:`BoxRule` from pairs: medians of the side ratio and of the centre offsets.
+
+    Args:
+        detector_boxes: (N, 4) detector boxes; landmark_boxes: (N, 4) boxes of the same faces' 68
+            points (:func:`landmark_box`).
+    """
+    det = np.asarray(detector_boxes, np.float64)
+    lmk = np.asarray(landmark_boxes, np.float64)
+    if det.shape != lmk.shape or det.ndim != 2 or det.shape[1] != 4 or len(det) == 0:
+        raise ValueError(f"need two (N, 4) arrays of the same N > 0, got {det.shape} and {lmk.shape}")
+    det_side = np.maximum(det[:, 2] - det[:, 0], det[:, 3] - det[:, 1])
+    lmk_side = np.maximum(lmk[:, 2] - lmk[:, 0], lmk[:, 3] - lmk[:, 1])
+    offset = ((lmk[:, :2] + lmk[:, 2:]) - (det[:, :2] + det[:, 2:])) / 2 / det_side[:, None]
+    return BoxRule(float(np.median(lmk_side / det_side)), float(np.median(offset[:, 0])),
+                   float(np.median(offset[:, 1])))

@@ -1,0 +1,226 @@
+"""``face_expr annotate``: teacher landmarks for image folders, cached in an append-only JSONL file.
+
+Cache format (others read it; keep it): ``CACHE/annotations.jsonl``, one JSON object per line::
+
+    {"set": "utkface", "image": "images/x.jpg", "status": "ok" | "no_face" | "failed",
+     "teacher": "mediapipe", "box": [x0, y0, x1, y1], "score": 0.93,
+     "landmarks68": [[x, y], ...68]}
+
+``set`` is the annotated folder's name, ``image`` the path relative to it (POSIX), coordinates are
+0-based pixels of the image as stored, iBUG order. ``box``, ``score`` and ``landmarks68`` are null
+unless ``status`` is ``ok``; a ``failed`` record carries ``error``. ``teacher`` is
+``"dlib/assumed-box"`` where the detector found no face in a thumbnail and dlib's points were
+predicted in a box of the whole image (see :mod:`face_expr_ros.training.teacher`). Only the
+largest face of an image is kept: the sets are single-face crops.
+
+The file is append-only and written by the main process alone (workers only compute): a run resumes
+by skipping images already present, later lines win, and a truncated last line (a crash mid-write)
+is ignored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+ANNOTATIONS = "annotations.jsonl"
+STATUSES = ("ok", "no_face", "failed")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def load_annotations(cache_dir: str | os.PathLike) -> dict[tuple[str, str], dict]:
+    """(set, image) -> record from ``cache_dir/annotations.jsonl``; {} when there is none yet.
+
+    Later lines win; a malformed line (a truncated last line after a crash) is ignored.
+    """
+    path = Path(cache_dir) / ANNOTATIONS
+    records: dict[tuple[str, str], dict] = {}
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+                records[(str(record["set"]), str(record["image"]))] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+def image_files(folder: Path) -> list[str]:
+    """Image paths under ``folder`` (recursive), relative, POSIX, sorted."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: one teacher per process, created once
+# ---------------------------------------------------------------------------------------------
+_TEACHER = None
+
+
+def _init_worker(factory: Callable) -> None:
+    global _TEACHER
+    _TEACHER = factory()
+
+
+def annotate_image(teacher, folder: Path, set_name: str, image: str) -> dict:
+    """The cache record of one image (never raises for a bad image: status ``failed``)."""
+    from .datasets import load_image_rgb
+
+    record = {"set": set_name, "image": image, "status": "failed", "teacher": teacher.name,
+              "box": None, "score": None, "landmarks68": None}
+    try:
+        faces = teacher(load_image_rgb(folder / image))
+    except Exception as err:  # a corrupt file or a teacher error must not stop 50k images
+        record["error"] = f"{type(err).__name__}: {err}"
+        return record
+    if not faces:
+        record["status"] = "no_face"
+        return record
+    face = faces[0]  # largest
+    record.update(status="ok", teacher=face.source or teacher.name,
+                  box=[round(float(v), 2) for v in face.box], score=round(float(face.score), 4),
+                  landmarks68=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks68])
+    return record
+
+
+def _annotate_job(job: tuple[str, str, str]) -> dict:
+    folder, set_name, image = job
+    return annotate_image(_TEACHER, Path(folder), set_name, image)
+
+
+def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.PathLike,
+                     teacher_factory: Callable, workers: int = 1, limit: int | None = None,
+                     retry_failed: bool = False, progress: bool = True) -> Counter:
+    """Annotate every image of ``folders`` not yet in the cache; returns status -> count (this run).
+
+    Args:
+        teacher_factory: picklable callable returning a teacher (called once per worker process).
+        workers: processes; 1 runs in this process.
+        limit: at most this many new images per folder (for trials).
+        retry_failed: also redo images whose cached status is ``failed``.
+    """
+    from tqdm import tqdm
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    done = load_annotations(cache)
+    jobs = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder")
+        set_name = folder.resolve().name
+        todo = [image for image in image_files(folder)
+                if (set_name, image) not in done
+                or (retry_failed and done[(set_name, image)].get("status") == "failed")]
+        jobs += [(str(folder), set_name, image) for image in todo[:limit]]
+    counts: Counter = Counter({status: 0 for status in STATUSES})
+    path = cache / ANNOTATIONS
+    _repair_tail(path)
+    with open(path, "a", encoding="utf-8") as out, \
+            tqdm(total=len(jobs), unit="img", disable=not progress, file=sys.stderr) as bar:
+        for record in _run(jobs, teacher_factory, workers):
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            out.flush()  # a crash loses at most the line being written
+            counts[record["status"]] += 1
+            bar.update()
+    return counts
+
+
+def _repair_tail(path: Path) -> None:
+    """End a truncated last line with a newline so the next record starts on its own line."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+def _run(jobs: list, teacher_factory: Callable, workers: int) -> Iterator[dict]:
+    if not jobs:
+        return
+    if workers <= 1:
+        teacher = teacher_factory()
+        try:
+            for folder, set_name, image in jobs:
+                yield annotate_image(teacher, Path(folder), set_name, image)
+        finally:
+            teacher.close()
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fork would copy mediapipe's native threads
+    with context.Pool(workers, _init_worker, (teacher_factory,)) as pool:
+        yield from pool.imap_unordered(_annotate_job, jobs, chunksize=16)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+class _TeacherFactory:
+    """Picklable ``create_teacher(name)`` for worker processes."""
+
+    def __init__(self, name: str, assume_crop_below: int):
+        self.name, self.assume_crop_below = name, assume_crop_below
+
+    def __call__(self):
+        from .teacher import create_teacher
+
+        return create_teacher(self.name, self.assume_crop_below)
+
+
+def add_annotate_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``face_expr annotate``."""
+    from .teacher import ASSUME_CROP_BELOW, DEFAULT_TEACHER, teacher_names
+
+    parser = commands.add_parser(
+        "annotate", help="teacher landmarks (68 iBUG points) for unlabelled image folders",
+        description="Detect the largest face of every image under each DIR and write its 68 iBUG "
+                    "landmarks to CACHE/annotations.jsonl (append-only; a rerun resumes).")
+    parser.add_argument("folders", nargs="+", type=Path, metavar="DIR",
+                        help="image folders (searched recursively); the folder name is the set")
+    parser.add_argument("--out", type=Path, required=True, metavar="CACHE",
+                        help="cache folder (created; annotations.jsonl inside)")
+    parser.add_argument("--teacher", choices=teacher_names(), default=DEFAULT_TEACHER,
+                        help=f"landmark teacher (default {DEFAULT_TEACHER}; docs/teacher.md)")
+    parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+                        metavar="N", help="worker processes (default: 2, or 1 on one core)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="at most N new images per folder (a trial run)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="redo images whose cached status is 'failed'")
+    parser.add_argument("--assume-crop-below", type=int, default=ASSUME_CROP_BELOW, metavar="PX",
+                        help="images with a shorter side <= PX px are face crops: with no face "
+                             f"detected, dlib predicts in the whole image (default {ASSUME_CROP_BELOW}"
+                             ", 0 = off)")
+    parser.set_defaults(run=_run_annotate)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    from ..cli import EXIT_FAILURE, PROG, UsageError
+    from .teacher import TeacherUnavailable, create_teacher
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder")
+    try:
+        create_teacher(args.teacher, args.assume_crop_below).close()  # fail now, not in a worker
+    except TeacherUnavailable as err:
+        print(f"{PROG} annotate: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    before = len(load_annotations(args.out))
+    counts = annotate_folders(args.folders, args.out, _TeacherFactory(args.teacher,
+                              args.assume_crop_below), args.workers, args.limit, args.retry_failed)
+    total = sum(counts[s] for s in STATUSES)
+    print(f"annotated {counts['ok']}, no face {counts['no_face']}, failed {counts['failed']} "
+          f"({total} new images, {before} already in {args.out / ANNOTATIONS})")
+    return 0

@@ -1,0 +1,132 @@
+"""Augmentation: the 2x3 matrix says where pixels go (to 0.2 px), flips keep left as left,
+photometric operations keep the image format."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from face_expr_ros.training import augmentation as aug
+
+SIZE = 128
+
+
+def _blob(size: int, centre: np.ndarray, sigma: float = 1.6) -> np.ndarray:
+    """(size, size) float32 Gaussian blob centred at sub-pixel ``centre`` (x, y)."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    return np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+def _centroid(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    weight = image.astype(np.float64)
+    return np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+
+
+def _frontal_landmarks() -> np.ndarray:
+    """(68, 2) a left/right symmetric layout: the lower index of a mirror pair on the image's left
+    (iBUG: point 0 and the subject's right eye 36-41 appear on the image's left)."""
+    pts = np.zeros((68, 2))
+    for k in range(68):
+        partner = aug.FLIP_PERMUTATION_68[k]
+        offset = 0.0 if partner == k else 10 + 2.0 * min(k, partner) % 30
+        pts[k] = (64 - offset if k < partner else 64 + offset if k > partner else 64, 30 + k)
+    return pts
+
+
+def test_flip_permutation_is_a_mirror_involution():
+    perm = aug.FLIP_PERMUTATION_68
+    assert sorted(perm) == list(range(68))
+    np.testing.assert_array_equal(perm[perm], np.arange(68))
+    assert perm[36] == 45 and perm[39] == 42 and perm[0] == 16 and perm[48] == 54
+    assert all(perm[k] == k for k in (8, 27, 28, 29, 30, 33, 51, 57, 62, 66))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_dot_lands_where_the_affine_says(seed):
+    rng = np.random.default_rng(seed)
+    point = rng.uniform(40, 88, 2)
+    affine, flipped = aug.random_affine(rng, (SIZE, SIZE), SIZE)
+    warped = aug.warp(_blob(SIZE, point), affine, SIZE)
+    expected = aug.transform_landmarks(affine, point[None], flipped=False)[0]
+    assert np.linalg.norm(_centroid(warped) - expected) < 0.2, (seed, flipped)
+
+
+def test_the_affine_includes_the_flip():
+    rng = np.random.default_rng(0)
+    params = aug.AugmentParams(flip_probability=1.0)
+    affine, flipped = aug.random_affine(rng, (SIZE, SIZE), SIZE, params)
+    assert flipped and np.linalg.det(affine[:, :2]) < 0
+    affine, flipped = aug.random_affine(rng, (SIZE, SIZE), SIZE, aug.AugmentParams(flip_probability=0))
+    assert not flipped and np.linalg.det(affine[:, :2]) > 0
+
+
+def test_a_flip_keeps_the_subjects_left_eye_the_left_eye():
+    landmarks = _frontal_landmarks()
+    assert landmarks[45, 0] > landmarks[36, 0]  # frontal: subject's left eye on the image's right
+    params = aug.AugmentParams(flip_probability=1.0, rotation_deg=0.0)
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    out = aug.augment(image, landmarks, np.random.default_rng(1), params=params)
+    assert out.flipped
+    assert out.landmarks[45, 0] > out.landmarks[36, 0]
+    assert out.landmarks[16, 0] > out.landmarks[0, 0] and out.landmarks[54, 0] > out.landmarks[48, 0]
+    # new 45 is the mirror image of old 36 (the subject's right eye seen in a mirror)
+    moved = aug.apply_affine(out.affine, landmarks)
+    np.testing.assert_allclose(out.landmarks[45], moved[36], atol=1e-4)
+    np.testing.assert_allclose(out.landmarks[30], moved[30], atol=1e-4)
+
+
+def test_transform_landmarks_accepts_batched_torch_tensors():
+    rng = np.random.default_rng(2)
+    affine, _ = aug.random_affine(rng, (SIZE, SIZE), SIZE)
+    points = torch.rand(4, 68, 2, dtype=torch.float64) * SIZE
+    mapped = aug.transform_landmarks(affine, points, flipped=True)
+    assert isinstance(mapped, torch.Tensor) and mapped.shape == (4, 68, 2)
+    expected = aug.transform_landmarks(affine, points[1].numpy(), flipped=True)
+    np.testing.assert_allclose(mapped[1].numpy(), expected, atol=1e-9)
+
+
+def test_augment_is_seeded_and_moves_landmarks_with_the_image():
+    image = np.random.default_rng(5).integers(0, 256, (100, 90, 3), np.uint8)
+    landmarks = _frontal_landmarks() * 0.7
+    first = aug.augment(image, landmarks, np.random.default_rng(7), out_size=SIZE)
+    second = aug.augment(image, landmarks, np.random.default_rng(7), out_size=SIZE)
+    np.testing.assert_array_equal(first.image, second.image)
+    assert first.image.shape == (SIZE, SIZE, 3) and first.image.dtype == np.uint8
+    np.testing.assert_allclose(
+        first.landmarks, aug.transform_landmarks(first.affine, landmarks, first.flipped), atol=1e-4)
+
+
+PHOTOMETRIC = {
+    "color_jitter": lambda im, rng: aug.color_jitter(im, rng),
+    "to_grayscale": lambda im, rng: aug.to_grayscale(im),
+    "gaussian_blur": lambda im, rng: aug.gaussian_blur(im, rng),
+    "motion_blur": lambda im, rng: aug.motion_blur(im, rng),
+    "low_light": lambda im, rng: aug.low_light(im, rng),
+    "occlude": lambda im, rng: aug.occlude(im, rng),
+    "photometric": lambda im, rng: aug.photometric(im, rng),
+}
+
+
+@pytest.mark.parametrize("name", list(PHOTOMETRIC))
+def test_photometric_ops_keep_shape_and_dtype(name):
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8)
+    out = PHOTOMETRIC[name](image, np.random.default_rng(1))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    if name != "photometric":
+        assert not np.array_equal(out, image)
+
+
+def test_grayscale_has_equal_channels_and_half_the_data_is_gray():
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    gray = aug.to_grayscale(image)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    expected = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    assert np.abs(gray[..., 0].astype(int) - expected).max() <= 1
+    rng = np.random.default_rng(4)
+    grays = [(lambda o: (o[..., 0] == o[..., 2]).all())(aug.photometric(image, rng)) for _ in range(400)]
+    assert 0.42 < np.mean(grays) < 0.58
+
+
+def test_low_light_darkens():
+    image = np.full((20, 20, 3), 200, np.uint8)
+    assert aug.low_light(image, np.random.default_rng(0)).mean() < 0.65 * 200

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .training.annotate import add_annotate_command
 from .training.commands import add_train_command
+from .training.evaluate import add_eval_command
 from .training.report import add_data_command
 
 if TYPE_CHECKING:  # numpy is imported lazily at run time (fast --help)
@@ -292,7 +293,8 @@ def _run_model_build(args: argparse.Namespace) -> int:
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_model,
                                                                      add_data_command,
                                                                      add_annotate_command,
-                                                                     add_train_command)
+                                                                     add_train_command,
+                                                                     add_eval_command)
 """Registration order is the order ``face_expr --help`` lists them."""
 
 

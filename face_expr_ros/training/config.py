@@ -40,6 +40,7 @@ class TrainConfig:
     patience: int = 5                    # validations without improvement before stopping
     min_delta: float = 1e-4              # improvement of validation NME that counts
     val_every_steps: int = 500
+    val_max_faces: int | None = 1024     # a fixed, spread subset of the validation split
     log_every_steps: int = 20
     threads: int | None = None           # torch intra-op threads (None: torch default)
     net: NetworkConfig = field(default_factory=NetworkConfig)

@@ -74,7 +74,7 @@ def seed_everything(seed: int) -> None:
 def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, list[float]]:
     """Train/val pair datasets over the configured sets, and per-item sampling weights."""
     data = config.data
-    cache = load_teacher_cache(data.teacher_cache) if data.teacher_cache else None
+    cache = load_teacher_cache(Path(data.teacher_cache).expanduser()) if data.teacher_cache else None
     train_entries, val_entries, weights = [], [], []
     for set_name, set_weight in data.sets.items():
         entries = [e for e in build_index(set_name, data.root, cache) if e.landmarks is not None]
@@ -90,6 +90,11 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         # each set contributes set_weight x (its share if all sets were the same size)
         weights += [set_weight / max(len(tr), 1)] * len(tr)
     params = PairParams(size=config.net.input_size, margin=config.net.crop_margin)
+    if config.val_max_faces and len(val_entries) > config.val_max_faces:
+        # a fixed subset drawn from every set, the same in every run with this seed
+        keep = np.random.default_rng(config.seed).choice(len(val_entries), config.val_max_faces,
+                                                         replace=False)
+        val_entries = [val_entries[i] for i in sorted(keep)]
     return (LandmarkPairs(train_entries, params, train=True, seed=config.seed),
             LandmarkPairs(val_entries, params, train=False, seed=config.seed), weights)
 

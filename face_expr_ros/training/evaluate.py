@@ -1,0 +1,167 @@
+"""`face_expr eval`: landmark accuracy and expression sanity of trained weights, on held-out subjects.
+
+Everything runs through the inference path (core.reconstruct.Reconstructor): detector box ->
+crop -> network -> landmarks in image pixels. Images where the detector finds no face are failures
+(NME counted as 1.0) unless they are thumbnails (<= 64 px, FER2013), which are face crops: then
+the whole image is the detector box.
+
+- NME: mean point error / outer inter-ocular distance (iBUG 36-45), on all 68 and on the 51 inner
+  points, over the validation split (``datasets.split_of``) of the sets with human landmarks;
+  failure rate = share with NME68 > 0.10.
+- Expression sanity: ROC AUC of mouthSmile_L + mouthSmile_R for 'happiness' vs 'neutral' on
+  lfw_gray, and of jawOpen for 'surprise' vs 'neutral' on fer2013_train (validation split).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+THUMBNAIL_SIDE = 64
+FAILURE_NME = 0.10
+
+
+@dataclass
+class EvalResult:
+    nme: dict = field(default_factory=dict)
+    expression: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"nme": self.nme, "expression": self.expression}
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """ROC AUC = P(score of a positive > score of a negative), ties count half (Mann-Whitney U)."""
+    from scipy.stats import rankdata
+
+    pos, neg = np.asarray(positive, float), np.asarray(negative, float)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("auc needs at least one positive and one negative score")
+    ranks = rankdata(np.concatenate((pos, neg)))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def nme_per_face(predicted: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(NME over 68 points, NME over the 51 inner points 17-67), outer inter-ocular normalised."""
+    d = np.linalg.norm(target[36] - target[45])
+    errors = np.linalg.norm(predicted - target, axis=1) / max(d, 1e-6)
+    return float(errors.mean()), float(errors[17:].mean())
+
+
+def faces_of(reconstructor, image: np.ndarray):
+    """The largest face through the inference path; thumbnails fall back to the whole image."""
+    from ..core.detect import Detection
+
+    detections = reconstructor.detect(image)
+    if not detections and min(image.shape[:2]) <= THUMBNAIL_SIDE:
+        h, w = image.shape[:2]
+        # a face crop: the detector box a face filling the thumbnail would get (core.align rule)
+        detections = [Detection(np.array([0.0, -0.15 * h, w - 1.0, h - 1.0]), 0.0)]
+    return reconstructor.reconstruct_boxes(image, detections[:1])
+
+
+def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | None = None) -> dict:
+    from .datasets import build_index, load_image_rgb, split_of
+
+    out = {}
+    for set_name in sets:
+        entries = [e for e in build_index(set_name, root)
+                   if e.landmarks is not None and e.landmark_source == "human" and split_of(e) == "val"]
+        entries = entries[:limit] if limit else entries
+        n68, n51 = [], []
+        for entry in entries:
+            try:
+                image = load_image_rgb(entry.path)
+            except OSError as err:
+                log.warning("skipped %s", err)
+                continue
+            faces = faces_of(reconstructor, image)
+            if not faces:
+                n68.append(1.0), n51.append(1.0)
+                continue
+            a, b = nme_per_face(faces[0].landmarks, entry.landmarks)
+            n68.append(a), n51.append(b)
+        n68, n51 = np.array(n68), np.array(n51)
+        out[set_name] = {"faces": int(len(n68)), "nme68": float(np.mean(n68)),
+                         "nme51": float(np.mean(n51)), "nme68_median": float(np.median(n68)),
+                         "failure_rate": float(np.mean(n68 > FAILURE_NME))}
+    return out
+
+
+def expression_scores(reconstructor, set_name: str, labels: tuple[str, str], names: tuple[str, ...],
+                      root=None, limit: int | None = None) -> dict:
+    """AUC of sum(coefficients[names]) for labels[0] (positive) vs labels[1] (negative)."""
+    from .datasets import build_index, load_image_rgb, split_of
+
+    index = [reconstructor.model.expression_index(n) for n in names]
+    scores: dict[str, list[float]] = {labels[0]: [], labels[1]: []}
+    for label in labels:
+        entries = [e for e in build_index(set_name, root)
+                   if e.labels.get("emotion") == label and split_of(e) == "val"]
+        for entry in entries[:limit] if limit else entries:
+            try:
+                faces = faces_of(reconstructor, load_image_rgb(entry.path))
+            except OSError:
+                continue
+            if faces:
+                scores[label].append(float(faces[0].coefficients[index].sum()))
+    pos, neg = np.array(scores[labels[0]]), np.array(scores[labels[1]])
+    return {"score": " + ".join(names), "positive": labels[0], "negative": labels[1],
+            "n_positive": int(len(pos)), "n_negative": int(len(neg)),
+            "auc": auc(pos, neg) if len(pos) and len(neg) else float("nan"),
+            "mean_positive": float(pos.mean()) if len(pos) else float("nan"),
+            "mean_negative": float(neg.mean()) if len(neg) else float("nan")}
+
+
+def evaluate(weights=None, root=None, limit: int | None = None, device: str = "auto") -> EvalResult:
+    from ..core.reconstruct import Reconstructor
+
+    reconstructor = Reconstructor(weights=weights, device=device, max_faces=1)
+    result = EvalResult()
+    result.nme = evaluate_landmarks(reconstructor, ["helen_train", "ytf_train"], root, limit)
+    result.expression["lfw_smile"] = expression_scores(
+        reconstructor, "lfw_gray", ("happiness", "neutral"), ("mouthSmile_L", "mouthSmile_R"), root, limit)
+    result.expression["fer_surprise"] = expression_scores(
+        reconstructor, "fer2013_train", ("surprise", "neutral"), ("jawOpen",), root, limit)
+    return result
+
+
+def add_eval_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("eval", help="landmark NME and expression AUCs on held-out subjects",
+                            description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, help="weights (default: the package's)")
+    p.add_argument("--data", type=Path, help="data root (default: $FACE_EXPR_DATA or ../shared/data)")
+    p.add_argument("--limit", type=int, help="at most N images per set and label (quick check)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    result = evaluate(args.weights, args.data, args.limit, args.device).to_dict()
+    print(format_table(result))
+    if args.json:
+        from ..core.export import write_bytes_atomic
+
+        write_bytes_atomic(args.json, json.dumps(result, indent=2).encode())
+    return 0
+
+
+def format_table(result: dict) -> str:
+    lines = ["set          faces  NME68   NME51   NME68 median  failure (>0.10)"]
+    for name, r in result["nme"].items():
+        lines.append(f"{name:<12} {r['faces']:>5}  {r['nme68']:.4f}  {r['nme51']:.4f}  "
+                     f"{r['nme68_median']:.4f}        {r['failure_rate']:.3f}")
+    lines.append("")
+    lines.append("expression check                         n+/n-      AUC    mean+  mean-")
+    for key, r in result["expression"].items():
+        label = f"{r['score']} ({r['positive']} vs {r['negative']})"
+        lines.append(f"{label:<40} {r['n_positive']}/{r['n_negative']:<6}  {r['auc']:.3f}  "
+                     f"{r['mean_positive']:.3f}  {r['mean_negative']:.3f}")
+    return "\n".join(lines)

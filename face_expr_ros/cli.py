@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from .demo import add_demo_command
 from .training.annotate import add_annotate_command
 from .training.commands import add_train_command
 from .training.evaluate import add_eval_command
@@ -294,7 +295,8 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_sy
                                                                      add_data_command,
                                                                      add_annotate_command,
                                                                      add_train_command,
-                                                                     add_eval_command)
+                                                                     add_eval_command,
+                                                                     add_demo_command)
 """Registration order is the order ``face_expr --help`` lists them."""
 
 

@@ -17,7 +17,15 @@ compare config/face_expr.yaml with it, and docs/node.md's table is generated fro
 """
 from __future__ import annotations
 
-import math
+import os
+
+# OpenMP threads (the face detector's, torch's) sleep instead of spinning while they wait: measured
+# here (bench/latency.py --omp-active), spinning made detection ~10x slower (440 vs 41 ms per
+# 640x480 frame) whenever another process was busy, as on a robot. Set before any OpenMP library
+# loads; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import math  # noqa: E402  (after the OpenMP setting on purpose)
 import re
 import sys
 import threading

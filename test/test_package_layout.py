@@ -22,6 +22,7 @@ THIRD_PARTY = {
     "torch": ("python3-torch", "torch"),
     "safetensors": ("python3-safetensors-pip", "safetensors"),
     "tqdm": ("python3-tqdm", "tqdm"),
+    "skimage": ("python3-skimage", "scikit-image"),
 }
 # Libraries only the training tools (face_expr_ros/training/) import: installed, pinned, by
 # .ci/setup_venv.sh (mediapipe with --no-deps: its opencv-contrib-python would replace the headless

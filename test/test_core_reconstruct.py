@@ -1,0 +1,101 @@
+"""Reconstructor: the inference flow on real face images, without ROS."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from face_expr_ros.core import camera
+from face_expr_ros.core.network import FaceNet, NetworkConfig
+from face_expr_ros.core.reconstruct import Reconstructor
+from face_expr_ros.core.tracking import Tracker
+from face_expr_ros.core.weights import save_weights
+from face_expr_ros.training.datasets import build_index, load_image_rgb
+
+
+@pytest.fixture(scope="module")
+def helen(data_root):
+    entries = build_index("helen_train", data_root)[:3]
+    return [(load_image_rgb(e.path), e.landmarks) for e in entries]
+
+
+@pytest.fixture(scope="module")
+def reconstructor(tmp_path_factory, face_model):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "w.safetensors"
+    save_weights(path, FaceNet(NetworkConfig(width=0.25, feature_dim=64, n_identity=10)))
+    return Reconstructor(weights=path, face_model=face_model, device="cpu")
+
+
+def frame_with(faces: list[np.ndarray], size=(480, 640)) -> np.ndarray:
+    frame = np.full(size + (3,), 90, np.uint8)
+    for i, face in enumerate(faces):
+        h, w = face.shape[:2]
+        x = 20 + i * (w + 40)
+        frame[100:100 + h, x:x + w] = face
+    return frame
+
+
+def test_two_faces_batched_sorted_and_in_image_pixels(reconstructor, helen):
+    small = helen[1][0][::2, ::2]  # 128 px: a smaller face
+    frame = frame_with([small, helen[0][0]])
+    faces = reconstructor.reconstruct(frame)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area, "largest first"
+    for face in faces:
+        assert face.coefficients.shape == (53,) and len(face.names) == 53
+        assert ((face.coefficients >= 0) & (face.coefficients <= 1)).all()
+        assert 1 <= len(face.selected) <= 53
+        assert face.landmarks.shape == (68, 2)
+        x0, y0, x1, y1 = face.box
+        centre = face.landmarks.mean(axis=0)
+        assert x0 - 30 < centre[0] < x1 + 30 and y0 - 30 < centre[1] < y1 + 30
+        np.testing.assert_allclose(face.rotation @ face.rotation.T, np.eye(3), atol=1e-5)
+        vertices = face.image_vertices()
+        assert vertices.shape == (face.model.n_vertices, 3)
+    assert reconstructor.timings.network > 0 and reconstructor.timings.detect > 0
+
+
+def test_no_face_gives_an_empty_list(reconstructor):
+    assert reconstructor.reconstruct(np.full((240, 320, 3), 128, np.uint8)) == []
+
+
+def test_optical_pose_is_metric_and_consistent(reconstructor, helen):
+    face = reconstructor.reconstruct(frame_with([helen[0][0]]))[0]
+    K = camera.default_camera_matrix(640, 480)
+    pose = face.optical_pose(K)
+    assert pose.position[2] > 0, "in front of the camera"
+    u, v = face.landmarks[27]
+    projected = camera.project_pinhole(pose.position[None], K)[0]
+    np.testing.assert_allclose(projected, [u, v], atol=1e-6)
+    mesh = face.optical_vertices(K)
+    assert np.ptp(mesh[:, 0]) < 0.5, "a face in metres, not centimetres"
+
+
+def test_tracker_gives_stable_ids(face_model, reconstructor, helen):
+    reconstructor.tracker = Tracker(min_hits=1)
+    try:
+        ids = []
+        for shift in range(4):
+            frame = np.roll(frame_with([helen[0][0]]), 2 * shift, axis=1)
+            faces = reconstructor.reconstruct(frame, timestamp=shift / 10)
+            ids.append([f.id for f in faces])
+        assert ids == [["1"]] * 4
+    finally:
+        reconstructor.tracker = None
+
+
+def test_gray_and_bad_input(reconstructor, helen):
+    gray = frame_with([helen[0][0]])[..., 1]
+    assert len(reconstructor.reconstruct(gray)) == 1
+    with pytest.raises(TypeError):
+        reconstructor.reconstruct(np.zeros((10, 10, 3), np.float32))
+
+
+def test_auto_device_and_missing_gpu(face_model, tmp_path):
+    from face_expr_ros.core.reconstruct import pick_device
+
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no GPU"):
+            pick_device("cuda")

@@ -47,6 +47,9 @@ def save_weights(path: str | os.PathLike, net: FaceNet, extra: dict | None = Non
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a normal file's mode, not mkstemp's 0600
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ reason and the fix. Under CI=true everything is installed by .ci/run, so there i
 a CI run that silently skips is not a passing CI run.
 """
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,22 @@ def data_root():
         return find()
     except FileNotFoundError as err:
         skip_or_fail(f"training data not available: {err}")
+
+
+@contextmanager
+def rclpy_node(name: str):
+    """(node, executor) in a private rclpy context, shut down afterwards (use after ros_env)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()

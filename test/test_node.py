@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import skip_or_fail
+from conftest import rclpy_node, skip_or_fail
 
 FRAME_ID = "test_camera_optical_frame"
 WIDTH, HEIGHT = 640, 480
@@ -55,18 +55,8 @@ def face_frame(data_root):
 @pytest.fixture(scope="module")
 def client(ros_env):
     """The test's node, in its own context and executor."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("face_expr_test_client", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield Client(node, executor)
-    executor.shutdown()
-    node.destroy_node()
-    context.try_shutdown()
+    with rclpy_node("face_expr_test_client") as (node, executor):
+        yield Client(node, executor)
 
 
 class Client:

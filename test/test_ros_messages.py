@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import rclpy_node
+
 REPO = Path(__file__).resolve().parents[1]
 MSG_DIR = REPO / "face_expr_msgs" / "msg"
 TIMEOUT_S = 30.0
@@ -181,18 +183,8 @@ def publish_forever(kind: str) -> None:
 @pytest.fixture()
 def ros_node(ros_env):
     """A node in its own rclpy context and executor (the publisher is another process)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("test_subscriber", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    context.try_shutdown()
+    with rclpy_node("test_subscriber") as pair:
+        yield pair
 
 
 def receive_from_subprocess(ros_node, kind: str):

@@ -28,7 +28,8 @@ from face_expr_ros.data_paths import data_root  # noqa: E402
 from face_expr_ros.training import landmark_map  # noqa: E402
 from face_expr_ros.training.datasets import (load_image_rgb, read_keypoints_csv,  # noqa: E402
                                              read_pts)
-from face_expr_ros.training.teacher import create_teacher, nme, teacher_names  # noqa: E402
+from face_expr_ros.training.metrics import nme_per_image as nme  # noqa: E402
+from face_expr_ros.training.teacher import create_teacher, teacher_names  # noqa: E402
 
 UNLABELLED = {"utkface": 9780, "lfw_gray": 10048, "fer2013_train": 28709}
 

@@ -47,13 +47,6 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(u / (len(pos) * len(neg)))
 
 
-def nme_per_face(predicted: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """(NME over 68 points, NME over the 51 inner points 17-67), outer inter-ocular normalised."""
-    d = np.linalg.norm(target[36] - target[45])
-    errors = np.linalg.norm(predicted - target, axis=1) / max(d, 1e-6)
-    return float(errors.mean()), float(errors[17:].mean())
-
-
 def faces_of(reconstructor, image: np.ndarray):
     """The largest face through the inference path; thumbnails fall back to the whole image."""
     from ..core.detect import Detection
@@ -68,6 +61,7 @@ def faces_of(reconstructor, image: np.ndarray):
 
 def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | None = None) -> dict:
     from .datasets import build_index, load_image_rgb, split_of
+    from .metrics import nme_per_image
 
     out = {}
     for set_name in sets:
@@ -85,7 +79,7 @@ def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | N
             if not faces:
                 n68.append(1.0), n51.append(1.0)
                 continue
-            a, b = nme_per_face(faces[0].landmarks, entry.landmarks)
+            a, b = (float(v) for v in nme_per_image(faces[0].landmarks, entry.landmarks))
             n68.append(a), n51.append(b)
         n68, n51 = np.array(n68), np.array(n51)
         out[set_name] = {"faces": int(len(n68)), "nme68": float(np.mean(n68)),

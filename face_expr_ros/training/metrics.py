@@ -1,9 +1,15 @@
 """Landmark error metrics."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # the torch metrics only call tensor methods: no import at run time
+    import torch
 
 OUTER_EYE_CORNERS = (36, 45)
+INNER = slice(17, 68)  # brows, nose, eyes, mouth: the 51 points without the jaw
 
 
 def interocular(landmarks: torch.Tensor) -> torch.Tensor:
@@ -27,3 +33,23 @@ def nme(predicted: torch.Tensor, target: torch.Tensor,
     if reference.shape[1] != 68:
         raise ValueError("nme: pass the full 68-point target as reference when comparing a subset")
     return (predicted - target).norm(dim=-1).mean(dim=1) / interocular(reference).clamp_min(1e-6)
+
+
+def interocular_np(landmarks68: np.ndarray) -> np.ndarray:
+    """(...,) distance between the outer eye corners 36 and 45 of (..., 68, 2) landmarks."""
+    points = np.asarray(landmarks68, np.float64)
+    a, b = OUTER_EYE_CORNERS
+    return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
+
+
+def nme_per_image(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NME of (..., 68, 2) predictions against ``truth`` (numpy), as :func:`nme`.
+
+    Returns:
+        (...,) over all 68 points and (...,) over the 51 inner points 17-67.
+    """
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if predicted.shape != truth.shape or predicted.shape[-2:] != (68, 2):
+        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (..., 68, 2)")
+    error = np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
+    return error.mean(-1), error[..., INNER].mean(-1)

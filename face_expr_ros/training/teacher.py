@@ -280,29 +280,3 @@ class DlibTeacher:
 
 TEACHERS: dict[str, Callable[[], Teacher]] = {"mediapipe": MediaPipeTeacher, "dlib": DlibTeacher}
 
-
-# ---------------------------------------------------------------------------------------------
-# Accuracy
-# ---------------------------------------------------------------------------------------------
-OUTER_EYE_CORNERS = (36, 45)
-INNER = slice(17, 68)  # brows, nose, eyes, mouth: the 51 points without the jaw
-
-
-def interocular(landmarks68: np.ndarray) -> np.ndarray:
-    """(...,) distance between the outer eye corners 36 and 45 of (..., 68, 2) landmarks."""
-    points = np.asarray(landmarks68, np.float64)
-    return np.linalg.norm(points[..., OUTER_EYE_CORNERS[0], :] - points[..., OUTER_EYE_CORNERS[1], :],
-                          axis=-1)
-
-
-def nme(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image NME of (N, 68, 2) predictions: mean point error / inter-ocular distance of truth.
-
-    Returns:
-        (N,) over all 68 points and (N,) over the 51 inner points 17-67.
-    """
-    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
-    if predicted.shape != truth.shape or predicted.shape[-2:] != (68, 2):
-        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (N, 68, 2)")
-    error = np.linalg.norm(predicted - truth, axis=-1) / interocular(truth)[..., None]
-    return error.mean(-1), error[..., INNER].mean(-1)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from ..core.facemodel import load_face_model
 from ..core.network import FaceNet
 from ..core.projection import LandmarkProjector
+from ..core.reconstruct import pick_device
 from ..core.weights import save_weights, tensor_hash
 from . import losses
 from .config import TrainConfig, config_to_dict
@@ -56,14 +57,10 @@ def init_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no GPU")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+def training_device(name: str, local_rank: int = 0) -> torch.device:
+    """core.reconstruct.pick_device, with each torchrun process on its own GPU."""
+    device = pick_device(name)
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 def seed_everything(seed: int) -> None:
@@ -106,7 +103,7 @@ class Trainer:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
+        self.device = training_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         self.dist = init_distributed(self.device)
         seed_everything(config.seed + self.dist.rank)
         self.out = Path(config.output)

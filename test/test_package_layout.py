@@ -23,7 +23,11 @@ THIRD_PARTY = {
     "safetensors": ("python3-safetensors-pip", "safetensors"),
     "tqdm": ("python3-tqdm", "tqdm"),
     "skimage": ("python3-skimage", "scikit-image"),
+    "PIL": ("python3-pil", "Pillow"),
 }
+# Optional features: imported only where they are used, with a clear error when missing; declared
+# as a setup.py extra (installed by .ci/setup_venv.sh), not in package.xml (rosdep keys vary).
+OPTIONAL = {"onnxruntime": "onnx", "onnx": "onnx", "onnxscript": "onnx", "rosbags": "bag"}
 # Libraries only the training tools (face_expr_ros/training/) import: installed, pinned, by
 # .ci/setup_venv.sh (mediapipe with --no-deps: its opencv-contrib-python would replace the headless
 # cv2), not declared in package.xml: a robot running the node never needs them.
@@ -154,6 +158,10 @@ def test_every_import_is_declared():
             if f"{TRAINING_ONLY[module]}==" not in script:
                 problems.append(f"{where}: imports {module}: pin {TRAINING_ONLY[module]} in "
                                 ".ci/setup_venv.sh (training tools)")
+        elif module in OPTIONAL:
+            extra = setup_kwargs()["extras_require"].get(OPTIONAL[module], [])
+            if not any(r.lower().startswith(module) for r in extra):
+                problems.append(f"{where}: imports {module}: add it to the {OPTIONAL[module]!r} extra")
         elif module in THIRD_PARTY:
             key, pip_name = THIRD_PARTY[module]
             if key not in exec_deps:

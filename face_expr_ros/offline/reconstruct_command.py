@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli_types import positive_int, positive_float, unit_float
+
 EXIT_OK, EXIT_FAILURE = 0, 1
 PROG = "face_expr reconstruct"
 
@@ -42,41 +44,14 @@ def add_reconstruct_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--face-model", type=Path, default=None, metavar="PATH",
                         help="ict_face_model.npz (default: $FACE_EXPR_FACE_MODEL, then the standard places)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
-    parser.add_argument("--detection-threshold", type=_unit_float, default=0.5, metavar="P",
+    parser.add_argument("--detection-threshold", type=unit_float, default=0.5, metavar="P",
                         help="minimum detector score in (0, 1] (default 0.5)")
-    parser.add_argument("--max-faces", type=_positive_int, default=10, metavar="N",
+    parser.add_argument("--max-faces", type=positive_int, default=10, metavar="N",
                         help="most faces per image, the largest kept (default 10)")
-    parser.add_argument("--max-megapixels", type=_positive_float, default=64.0, metavar="MP",
+    parser.add_argument("--max-megapixels", type=positive_float, default=64.0, metavar="MP",
                         help="decode limit: larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale, larger "
                              "images of other formats are refused (default 64)")
     parser.set_defaults(run=run_reconstruct)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
 
 
 @dataclass

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli_types import positive_int
+
 # numpy and OpenCV are imported inside the functions: `face_expr --help` stays instant.
 
 TILE = 160
@@ -41,23 +43,13 @@ def add_data_command(commands: argparse._SubParsersAction) -> None:
                         help="folder with annotations.jsonl (teacher landmarks)")
     report.add_argument("--sheet", type=Path, default=None, metavar="PATH",
                         help="write the contact sheet PNG here")
-    report.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    report.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="read and detect on N images per set, spread over the set (default all)")
     report.add_argument("--sets", nargs="+", default=None, choices=SET_NAMES, metavar="SET",
                         help=f"only these sets (default: all: {', '.join(SET_NAMES)})")
     report.add_argument("--detector", default="default",
                         help="core.detect backend name; 'none' to skip detection")
     report.set_defaults(run=run_report)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 @dataclass

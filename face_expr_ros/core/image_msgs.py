@@ -1,0 +1,128 @@
+"""sensor_msgs/Image and sensor_msgs/CompressedImage -> RGB arrays, without ROS.
+
+The functions read the messages' fields only (``encoding``, ``width``, ``height``, ``step``,
+``data``; ``format``, ``data``), so they take rclpy messages (the node, through
+``face_expr_ros.ros_convert``) and the deserialised messages of a bag read with ``rosbags``
+(``face_expr video``) alike: one decoder, the same accepted encodings and the same errors.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+# 40 Mpx: above any camera a face node should see (8K UHD is 33 Mpx); 8000x8000 is rejected.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# encoding -> (channels, OpenCV conversion to RGB or None when already RGB).
+# The generic OpenCV types carry no channel order; OpenCV's own order (BGR, BGRA) is assumed.
+_DECODERS: dict[str, tuple[int, int | None]] = {
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, cv2.COLOR_GRAY2RGB),
+    "8UC3": (3, cv2.COLOR_BGR2RGB),
+    "8UC4": (4, cv2.COLOR_BGRA2RGB),
+}
+SUPPORTED_ENCODINGS = tuple(_DECODERS)
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be turned into an RGB array (the message says why)."""
+
+
+
+def image_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image -> RGB array.
+
+    Encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (grey copied to three channels),
+    and the OpenCV types 8UC1 (as mono8), 8UC3 (as bgr8), 8UC4 (as bgra8). Row padding
+    (``step > width * channels``) is skipped; ``is_bigendian`` does not matter for 8-bit data.
+
+    Args:
+        msg: the image.
+        max_pixels: larger images are rejected (not downscaled): width * height must not exceed it.
+    Returns:
+        (H, W, 3) uint8 RGB, a new contiguous array (it does not share the message's buffer).
+    Raises:
+        ImageConversionError: unsupported encoding (16-bit and float images such as depth maps
+            included), zero size, more than ``max_pixels``, or ``step``/``data`` not matching.
+    """
+    encoding = msg.encoding
+    if encoding not in _DECODERS:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r} "
+            f"(supported: {', '.join(SUPPORTED_ENCODINGS)});"
+            " depth or 16-bit images cannot be used, subscribe to a colour or mono8 image topic")
+    channels, conversion = _DECODERS[encoding]
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    _check_size(width, height, max_pixels, "Image")
+    if step < width * channels:
+        raise ImageConversionError(
+            f"Image step {step} is less than width * bytes per pixel = {width} * {channels} = "
+            f"{width * channels} ({encoding})")
+    data = _as_bytes(msg.data)
+    if data.size != step * height:
+        raise ImageConversionError(
+            f"Image data has {data.size} bytes, expected step * height = {step} * {height} = "
+            f"{step * height} ({width}x{height} {encoding})")
+    pixels = data.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
+    if conversion is None:
+        return pixels.copy()  # contiguous, and no longer tied to the message's buffer
+    if channels == 1:
+        pixels = pixels[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV decodes) -> RGB array.
+
+    Args:
+        msg: the image; ``format`` is only checked for ``compressedDepth`` (rejected).
+        max_pixels: larger decoded images are rejected.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    Raises:
+        ImageConversionError: empty, corrupt or truncated data, a depth image, too many pixels.
+    """
+    fmt = msg.format
+    if "compresseddepth" in fmt.lower():
+        raise ImageConversionError(
+            f"CompressedImage format {fmt!r} is a compressed depth image; subscribe to a colour "
+            "image topic (image/compressed)")
+    data = _as_bytes(msg.data)
+    if data.size == 0:
+        raise ImageConversionError(f"CompressedImage (format {fmt!r}) has no data")
+    raw = data.tobytes()
+    # libjpeg decodes a truncated JPEG with a warning, filling the rest with grey: refuse it here.
+    if raw[:2] == b"\xff\xd8" and not raw.rstrip(b"\x00")[-2:] == b"\xff\xd9":
+        raise ImageConversionError(
+            f"CompressedImage (format {fmt!r}, {data.size} bytes) is a truncated JPEG "
+            "(no end-of-image marker)")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(
+            f"CompressedImage (format {fmt!r}, {data.size} bytes) could not be decoded: corrupt "
+            "data or a format OpenCV cannot read")
+    _check_size(bgr.shape[1], bgr.shape[0], max_pixels, "CompressedImage")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(f"{what} has zero size (width={width}, height={height})")
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            f"{what} of {width}x{height} = {width * height / 1e6:.1f} Mpx exceeds max_pixels = "
+            f"{max_pixels / 1e6:.1f} Mpx; publish a smaller image (e.g. image_proc resize)")
+
+
+def _as_bytes(data: Any) -> np.ndarray:
+    """A message's ``data`` (array.array, bytes, list or numpy array) as a flat uint8 array."""
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data, dtype=np.uint8).ravel()
+    return np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview)) else bytes(data),
+                         dtype=np.uint8)

@@ -1,0 +1,39 @@
+"""One JSON line per video frame: the per-image contract of ``core.face_json`` plus frame and track.
+
+Shape of a line (one per processed frame, also when it has no face)::
+
+    {"frame": int,              # index of the frame in the video (or message in the bag topic)
+     "time_s": float,           # seconds from the first frame
+     "timecode": str,           # as the CSV's Timecode (HH:MM:SS:FF.mmm)
+     "image": str, "width": int, "height": int,
+     "faces": [{"id": str,      # track id, stable while the face stays tracked
+                "box": ..., "score": ..., "expression": ..., "selected_templates": ...,
+                "identity": ..., "pose": ..., "landmarks68": ...}]}    # face_json.face_to_dict
+
+:func:`contract_view` strips ``frame``, ``time_s``, ``timecode`` and the faces' ``id``, leaving a
+record that ``core.face_json.validate_record`` accepts.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..core.face_json import RECORD_KEYS, face_to_dict
+from ..core.reconstruct import Face
+
+FRAME_KEYS = ("frame", "time_s", "timecode")
+
+
+def frame_record(index: int, time_s: float, timecode: str, image: str, width: int, height: int,
+                 faces: Sequence[Face], arkit: bool = False) -> dict[str, Any]:
+    """The JSON line of one frame; faces sorted by box area, largest first."""
+    ordered = sorted(faces, key=lambda f: -f.area)
+    return {"frame": int(index), "time_s": float(time_s), "timecode": timecode,
+            "image": str(image), "width": int(width), "height": int(height),
+            "faces": [{"id": f.id, **face_to_dict(f, width, height, arkit)} for f in ordered]}
+
+
+def contract_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The per-image contract's record inside a frame line (frame fields and ids removed)."""
+    view = {key: record[key] for key in RECORD_KEYS}
+    view["faces"] = [{k: v for k, v in face.items() if k != "id"} for face in record["faces"]]
+    return view

@@ -1,0 +1,74 @@
+"""Output files that appear complete or not at all.
+
+Each output is written under a hidden temporary name in the destination folder; :meth:`commit`
+renames them all to their final names when the run succeeded, and leaving the ``with`` block
+without a commit (an error, Ctrl-C) removes them. The temporary files are created at once, so a
+folder that cannot take files fails before any work.
+
+    with AtomicOutputs(out_dir) as outputs:
+        csv_tmp = outputs.add("clip.csv")        # write to csv_tmp ...
+        outputs.commit()                          # -> out_dir/clip.csv
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from ..core.export import ExportError, check_writable_folder
+
+
+class AtomicOutputs:
+    """Temporary files in ``folder`` renamed to their final names by :meth:`commit`.
+
+    Raises:
+        ExportError: ``folder`` is missing, not a folder or not writable.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder).expanduser()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ExportError(f"cannot write to {self.folder}: it is not a folder")
+        check_writable_folder(self.folder / "probe")
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+        self.committed: list[Path] = []
+
+    def add(self, name: str) -> Path:
+        """Create the temporary file for the output ``name`` and return its path.
+
+        The temporary name keeps the suffix (OpenCV picks a video's container by it).
+        """
+        final = self.folder / name
+        if final.is_dir():
+            raise ExportError(f"cannot write {final}: it is a folder")
+        temporary = self.folder / f".{final.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}"
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as err:
+            raise ExportError(f"cannot write to {self.folder}: {err.strerror or err}") from err
+        self._pending.append((temporary, final))
+        return temporary
+
+    def commit(self) -> list[Path]:
+        """Rename every temporary file to its final name (replacing older files); the final paths."""
+        try:
+            for temporary, final in self._pending:
+                os.replace(temporary, final)
+                self.committed.append(final)
+        except OSError as err:
+            raise ExportError(f"cannot write {final}: {err.strerror or err}") from err
+        finally:
+            self.discard()
+        return list(self.committed)
+
+    def discard(self) -> None:
+        """Remove the temporary files not yet renamed."""
+        for temporary, _ in self._pending:
+            temporary.unlink(missing_ok=True)
+        self._pending = []
+
+    def __enter__(self) -> "AtomicOutputs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()

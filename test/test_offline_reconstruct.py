@@ -184,6 +184,11 @@ def test_unwritable_output_folder_fails_before_any_work(face_model, photos, tmp_
     assert "cannot create it" in capsys.readouterr().err
     assert run(face_model, photos / "astronaut.png", "--out", blocker) == 1
     assert "not a folder" in capsys.readouterr().err
+    assert run(face_model, photos / "astronaut.png", "--out", "/proc") == 1  # no new files, even for root
+    assert "cannot write to /proc" in capsys.readouterr().err
+    created = tmp_path / "new" / "deeper"
+    assert run(face_model, photos / "blank.png", "--out", created) == 0  # missing folders are created
+    assert [p.name for p in created.iterdir()] == ["blank.json"]
     if os.geteuid() != 0:  # root may write anywhere: only a normal user sees permissions
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)

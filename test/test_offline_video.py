@@ -358,8 +358,8 @@ def test_bad_inputs_fail_with_one_line(tmp_path, capsys, kind):
 
 
 def test_unusable_output_folder_fails_before_work(clip, tmp_path, capsys, monkeypatch):
-    code, _, err = run(capsys, clip, "--out", tmp_path / "missing")
-    assert_one_line_error(code, err, "does not exist")
+    code, _, err = run(capsys, clip, "--out", clip / "sub")  # a folder can't be made under a file
+    assert_one_line_error(code, err, "cannot create it")
     code, _, err = run(capsys, clip, "--out", clip)
     assert_one_line_error(code, err, "is not a folder")
     # /proc takes no new files, for root too

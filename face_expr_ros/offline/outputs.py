@@ -18,18 +18,41 @@ from pathlib import Path
 from ..core.export import ExportError, check_writable_folder
 
 
+def prepare_output_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) if missing and prove that it takes new files, before
+    any work: a probe file is created and removed (this also catches what permissions do not
+    show, e.g. /proc or a read-only mount for root).
+
+    Raises:
+        ExportError: it is a file, cannot be created, or cannot take files.
+    """
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ExportError(f"cannot write to {path}: it is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(f"cannot write to {path}: cannot create it ({err.strerror or err})") from None
+    check_writable_folder(path / "probe")
+    probe = path / f".face_expr_probe.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as err:
+        raise ExportError(f"cannot write to {path}: {err.strerror or err}") from None
+    return path
+
+
 class AtomicOutputs:
     """Temporary files in ``folder`` renamed to their final names by :meth:`commit`.
 
     Raises:
-        ExportError: ``folder`` is missing, not a folder or not writable.
+        ExportError: ``folder`` is not a folder, cannot be created or is not writable
+            (:func:`prepare_output_folder`).
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder).expanduser()
-        if self.folder.exists() and not self.folder.is_dir():
-            raise ExportError(f"cannot write to {self.folder}: it is not a folder")
-        check_writable_folder(self.folder / "probe")
+        self.folder = prepare_output_folder(folder)
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
         self.committed: list[Path] = []
 

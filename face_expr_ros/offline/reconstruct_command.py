@@ -9,7 +9,6 @@ processed) or the output folder cannot be written (before any work).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +66,7 @@ class Summary:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .inputs import expand_inputs, output_stems
+    from .outputs import prepare_output_folder
 
     out = prepare_output_folder(args.out)
     files, bad_inputs = expand_inputs(args.inputs)
@@ -80,26 +80,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     print(f"{summary.images} image(s), {summary.faces} face(s), {len(summary.no_face)} without a "
           f"face, {len(summary.bad)} bad input(s); {summary.written} file(s) in {out}")
     return EXIT_FAILURE if summary.bad else EXIT_OK
-
-
-def prepare_output_folder(folder: Path) -> Path:
-    """Create ``folder`` if needed and check that it can be written (before any work).
-
-    Raises:
-        ExportError: it is a file, cannot be created, or is not writable.
-    """
-    from ..core.export import ExportError
-
-    folder = folder.expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ExportError(f"--out {folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ExportError(f"--out {folder}: cannot create it ({err.strerror or err})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ExportError(f"--out {folder}: folder is not writable")
-    return folder
 
 
 def _reconstructor(args: argparse.Namespace):

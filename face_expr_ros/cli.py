@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .demo import add_demo_command
+from .export_commands import add_export_onnx_command
 from .offline.reconstruct_command import add_reconstruct_command
+from .offline.video_command import add_video_command
 from .training.annotate import add_annotate_command
 from .training.commands import add_train_command
 from .training.evaluate import add_eval_command
@@ -294,10 +296,12 @@ def _run_model_build(args: argparse.Namespace) -> int:
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_model,
                                                                      add_reconstruct_command,
+                                                                     add_video_command,
                                                                      add_data_command,
                                                                      add_annotate_command,
                                                                      add_train_command,
                                                                      add_eval_command,
+                                                                     add_export_onnx_command,
                                                                      add_demo_command)
 """Registration order is the order ``face_expr --help`` lists them."""
 

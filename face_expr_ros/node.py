@@ -94,6 +94,7 @@ class FaceExprNode(LifecycleNode):
         self.stats = NodeStats()
         self.reconstructor = None
         self._device = "none"
+        self._backend = "none"
         self._outputs: dict[str, Any] = {}
         self._diagnostics_pub = None
         self._diagnostics_timer = None
@@ -159,10 +160,12 @@ class FaceExprNode(LifecycleNode):
             self.reconstructor = self._build_reconstructor()
         except Exception as err:  # WeightsError, FaceModelError, DetectorError, RuntimeError(device)
             settings = ", ".join(f"{n}={self.get_parameter(n).value!r}" for n in
-                                 ("weights_path", "face_model_path", "device", "detector"))
+                                 ("weights_path", "face_model_path", "device", "backend",
+                                  "onnx_model", "detector"))
             self.get_logger().error(f"configure failed: {err} (parameters: {settings})")
             return TransitionCallbackReturn.FAILURE
         self._device = str(self.reconstructor.device)
+        self._backend = self.reconstructor.backend
         with self._settings_lock:
             self._changed.clear()  # the new reconstructor has every current value
         self._decimated, self._decimated_key = None, None
@@ -178,7 +181,8 @@ class FaceExprNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
-            f"configured: network on {self._device}, weights "
+            f"configured: network on {self._device} with {self._backend} "
+            f"({self.reconstructor.backend_reason}), weights "
             f"{self.get_parameter('weights_path').value or '(default)'}, detector "
             f"{self.reconstructor.detector!r}")
         self._lifecycle_state = "inactive"
@@ -197,7 +201,8 @@ class FaceExprNode(LifecycleNode):
             detector_model_path=s["detector_model_path"] or None,
             detection_threshold=s["detection_threshold"], min_face_px=s["min_face_px"],
             max_faces=s["max_faces"], selection_threshold=s["selection_threshold"],
-            top_k=s["top_k"] or None, tracker=tracker)
+            top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
+            onnx_model=s["onnx_model"] or None)
         reconstructor.detector.max_side = int(s["detector_max_side"])
         return reconstructor
 
@@ -513,7 +518,8 @@ class FaceExprNode(LifecycleNode):
         elif p95 is not None and p95 > warn_ms:
             level = DiagnosticStatus.WARN
             message = (f"slow: latency p95 {p95:.0f} ms > latency_warn_ms {warn_ms:.0f} ms "
-                       f"(device {self._device}; lower the image rate or size, or use a GPU)")
+                       f"(device {self._device}, backend {self._backend}; lower the image rate "
+                       "or size, or use a GPU)")
         elif s["incompatible_qos"]:
             level, message = DiagnosticStatus.WARN, "incompatible image publisher QoS (see log)"
         elif s["received"] == 0:
@@ -526,7 +532,8 @@ class FaceExprNode(LifecycleNode):
 
         values = [
             ("state", self._lifecycle_state), ("image_topic", self._image_topic),
-            ("device", self._device), ("fps_in", s["fps_in"]), ("fps_out", s["fps_out"]),
+            ("device", self._device), ("backend", self._backend),
+            ("fps_in", s["fps_in"]), ("fps_out", s["fps_out"]),
             ("latency_receive_p50_ms", s["latency_receive_p50_ms"]),
             ("latency_receive_p95_ms", p95),
             ("latency_stamp_p50_ms", s["latency_stamp_p50_ms"]),

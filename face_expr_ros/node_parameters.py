@@ -75,6 +75,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("device", "auto",
                   "Torch device of the network: auto (CUDA when available, else CPU), cpu, cuda, "
                   "cuda:N.", applies="configure"),
+    ParameterSpec("backend", "auto",
+                  "What runs the network: torch; onnx (ONNX Runtime: CPU, or its CUDA provider "
+                  "with device cuda and onnxruntime-gpu); auto = torch on CUDA, on CPU onnx when "
+                  "onnxruntime is installed and the model is cached or can be exported (once, "
+                  "about 10 s), else torch (docs/onnx.md). The choice is logged and in "
+                  "/diagnostics.", choices=("auto", "torch", "onnx"), applies="configure"),
+    ParameterSpec("onnx_model", "",
+                  "Exported ONNX model (face_expr export-onnx -o FILE) for the onnx backend; it "
+                  "must come from the weights in use. \"\" = the cache "
+                  "($XDG_CACHE_HOME/face_expr_ros/onnx, default ~/.cache), exported when missing.",
+                  applies="configure"),
     ParameterSpec("detector", "default",
                   "Face detector backend (core.detect): default (= libfacedetection), "
                   "libfacedetection, blazeface, dlib_hog (docs/detection.md).",

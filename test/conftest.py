@@ -5,6 +5,8 @@ reason and the fix. Under CI=true everything is installed by .ci/run, so there i
 a CI run that silently skips is not a passing CI run.
 """
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +14,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP_HINT = "build it with `bash .ci/setup_venv.sh` (README, \"Tests\")"
+
+
+def pytest_configure(config) -> None:
+    """Caches (the ONNX export of each set of weights, core.onnx_backend) go to a folder of this
+    test run, inherited by node subprocesses: tests neither read a user's cache nor write to it."""
+    config._face_expr_cache = tempfile.mkdtemp(prefix="face_expr_test_cache_")
+    os.environ["XDG_CACHE_HOME"] = config._face_expr_cache
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(getattr(config, "_face_expr_cache", ""), ignore_errors=True)
 
 
 def skip_or_fail(reason: str) -> None:

@@ -226,6 +226,14 @@ def base_parameters(weights) -> dict:
     return {"weights_path": weights, "tracking.min_hits": 1, "tracking.max_missed": 1}
 
 
+def auto_backend(device: str) -> str:
+    """What backend=auto picks (core.backend): onnx on the CPU with the [onnx] extra, else torch."""
+    import importlib.util
+
+    extra = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx", "onnxscript"))
+    return "onnx" if device == "cpu" and extra else "torch"
+
+
 def check_face_message(array, sent, model_names):
     """The FaceExpressionArray contract for one face (DESIGN.md, Messages)."""
     assert array.header.stamp == sent.header.stamp and array.header.frame_id == FRAME_ID
@@ -373,9 +381,10 @@ class TestRawImages:
                                            or int(v["frames_processed"]) > 0)
         for key in ("fps_in", "fps_out", "latency_receive_p50_ms", "latency_receive_p95_ms",
                     "latency_stamp_p50_ms", "latency_stamp_p95_ms", "dropped_frames",
-                    "bad_messages", "device", "faces"):
+                    "bad_messages", "device", "backend", "faces"):
             assert key in values
         assert values["device"] == "cpu" or values["device"].startswith("cuda")
+        assert values["backend"] == auto_backend(values["device"])
         assert values["state"] == "active"
 
     def test_parameters_out_of_range_are_rejected(self, session, client):
@@ -390,7 +399,8 @@ class TestRawImages:
 
         rejected = [("tracking.iou_threshold", 1.5), ("tracking.min_cutoff", 0.0),
                     ("image_reliability", "best_effort"), ("debug_image_mesh", "sparkles"),
-                    ("weights_path", "/elsewhere.safetensors")]
+                    ("weights_path", "/elsewhere.safetensors"), ("backend", "torch"),
+                    ("backend", "tensorrt")]
         for name, value in rejected:
             result = set_one(name, value)
             assert not result.successful and result.reason, (name, value)

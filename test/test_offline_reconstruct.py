@@ -276,3 +276,15 @@ def test_large_non_jpeg_is_refused_with_the_limit(face_model, photos, tmp_path, 
     assert run(face_model, photos / "astronaut.png", "--out", tmp_path, "--max-megapixels", "0.1") == 1
     err = capsys.readouterr().err
     assert "512x512" in err and "limit of 0.1 MP" in err and "downscale it first" in err
+
+
+def test_torch_and_onnx_backends_agree(face_model, photos, tmp_path):
+    records = {}
+    for backend in ("torch", "onnx"):
+        assert run(face_model, photos / "two.png", "--out", tmp_path / backend, "--backend", backend) == 0
+        records[backend] = json.loads((tmp_path / backend / "two.json").read_text())["faces"]
+    assert len(records["torch"]) == len(records["onnx"]) == 2
+    for a, b in zip(records["torch"], records["onnx"]):
+        np.testing.assert_allclose(list(a["expression"].values()), list(b["expression"].values()), atol=1e-4)
+        np.testing.assert_allclose(a["landmarks68"], b["landmarks68"], atol=1e-2)  # px
+        np.testing.assert_allclose(a["pose"]["rotation_matrix"], b["pose"]["rotation_matrix"], atol=1e-4)

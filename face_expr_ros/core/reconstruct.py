@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .align import crop_from_box
+from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
                      gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
@@ -149,17 +150,24 @@ class Reconstructor:
             (the largest are kept).
         selection_threshold, top_k: template selection (core.synthesis.select_templates).
         tracker: a core.tracking.Tracker for stable ids and smoothing, or None.
+        backend: what runs the network: "torch", "onnx" (ONNX Runtime, core.onnx_backend) or
+            "auto" (torch on CUDA; on CPU onnx when onnxruntime is installed: core.backend).
+            The choice and its reason: ``backend``, ``backend_reason``.
+        onnx_model: an exported .onnx of these weights (default: the cache, exported if needed).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
                  detector_model_path: str | None = None, detection_threshold: float = 0.5,
                  min_face_px: int = 16, max_faces: int = 10,
                  selection_threshold: float = DEFAULT_THRESHOLD, top_k: int | None = DEFAULT_TOP_K,
-                 tracker=None):
+                 tracker=None, backend: str = "auto", onnx_model=None):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
         self.net = load_weights(weights, self.device)
+        choice = choose_backend(self.net, backend, self.device, onnx_model)
+        self.network, self.backend, self.backend_reason = choice.network, choice.name, choice.reason
+        log.info("face_expr_ros: network backend %s (%s)", self.backend, self.backend_reason)
         self.projector = LandmarkProjector(self.model, self.net.config.n_identity).to(self.device)
         self.detector = create_detector(detector, detector_model_path, detection_threshold,
                                         min_face_px=min_face_px)
@@ -212,7 +220,7 @@ class Reconstructor:
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
         timings.crop = _ms_since(start)
         start = time.perf_counter()
-        params = self.net(batch)
+        params = self.network(batch)
         timings.network = _ms_since(start)
         start = time.perf_counter()
         crop_landmarks = self.projector(params, self.input_size).cpu().numpy().astype(np.float64)

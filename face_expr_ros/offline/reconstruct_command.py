@@ -43,6 +43,9 @@ def add_reconstruct_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--face-model", type=Path, default=None, metavar="PATH",
                         help="ict_face_model.npz (default: $FACE_EXPR_FACE_MODEL, then the standard places)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="what runs the network: auto (torch on CUDA, ONNX Runtime on CPU when "
+                             "installed), torch, onnx (docs/onnx.md)")
     parser.add_argument("--detection-threshold", type=unit_float, default=0.5, metavar="P",
                         help="minimum detector score in (0, 1] (default 0.5)")
     parser.add_argument("--max-faces", type=positive_int, default=10, metavar="N",
@@ -86,7 +89,8 @@ def _reconstructor(args: argparse.Namespace):
     from ..core.reconstruct import Reconstructor
 
     return Reconstructor(weights=args.weights, face_model=args.face_model, device=args.device,
-                         detection_threshold=args.detection_threshold, max_faces=args.max_faces)
+                         detection_threshold=args.detection_threshold, max_faces=args.max_faces,
+                         backend=args.backend)
 
 
 def _process(reconstructor, path: Path, stem: str, out: Path, args: argparse.Namespace,

@@ -71,6 +71,9 @@ def add_video_command(commands: argparse._SubParsersAction) -> None:
                    help="ict_face_model.npz (default: $FACE_EXPR_FACE_MODEL, then the standard "
                         "places)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="what runs the network: auto (torch on CUDA, ONNX Runtime on CPU when "
+                        "installed), torch, onnx (docs/onnx.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
 
@@ -141,7 +144,7 @@ def _reconstructor(args: argparse.Namespace) -> "Reconstructor":
 
     tracker = Tracker(min_hits=args.min_hits, smoothing=not args.no_smoothing)
     return Reconstructor(weights=args.weights, face_model=args.face_model, device=args.device,
-                         tracker=tracker)
+                         tracker=tracker, backend=args.backend)
 
 
 def _process_frames(source: "FrameSource", reconstructor: "Reconstructor",

@@ -113,10 +113,11 @@ def expression_scores(reconstructor, set_name: str, labels: tuple[str, str], nam
             "mean_negative": float(neg.mean()) if len(neg) else float("nan")}
 
 
-def evaluate(weights=None, root=None, limit: int | None = None, device: str = "auto") -> EvalResult:
+def evaluate(weights=None, root=None, limit: int | None = None, device: str = "auto",
+             backend: str = "auto") -> EvalResult:
     from ..core.reconstruct import Reconstructor
 
-    reconstructor = Reconstructor(weights=weights, device=device, max_faces=1)
+    reconstructor = Reconstructor(weights=weights, device=device, max_faces=1, backend=backend)
     result = EvalResult()
     result.nme = evaluate_landmarks(reconstructor, ["helen_train", "ytf_train"], root, limit)
     result.expression["lfw_smile"] = expression_scores(
@@ -133,12 +134,15 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="data root (default: $FACE_EXPR_DATA or ../shared/data)")
     p.add_argument("--limit", type=int, help="at most N images per set and label (quick check)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="what runs the network (docs/onnx.md): auto = torch on CUDA, else ONNX "
+                        "Runtime when installed")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    result = evaluate(args.weights, args.data, args.limit, args.device).to_dict()
+    result = evaluate(args.weights, args.data, args.limit, args.device, args.backend).to_dict()
     print(format_table(result))
     if args.json:
         from ..core.export import write_bytes_atomic

@@ -129,15 +129,16 @@ def _decode(file: Path, image, max_pixels: int) -> LoadedImage:
     if reduction > 1:
         image.draft("RGB", (width // reduction, height // reduction))  # libjpeg's DCT scaling
         reduction = round(width / image.size[0])
+    stored_size = image.size
     try:
         image.load()
-        upright = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy of a possibly large image
     except (OSError, SyntaxError, ValueError) as err:  # Pillow's decoder errors
         raise ImageLoadError(file, f"corrupt {fmt} data ({err})") from None
     full_w, full_h = width, height
-    if upright.size != image.size:  # rotated by 90 degrees: the full size swaps too
+    if image.size != stored_size:  # rotated by 90 degrees: the full size swaps too
         full_w, full_h = height, width
-    return LoadedImage(to_rgb8(upright), full_w, full_h, reduction, fmt, mode)
+    return LoadedImage(to_rgb8(image), full_w, full_h, reduction, fmt, mode)
 
 
 def _reduction(file: Path, width: int, height: int, fmt: str, max_pixels: int) -> int:
@@ -166,6 +167,8 @@ def to_rgb8(image) -> np.ndarray:
     if image.mode == "F":
         gray = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if image.mode == "L":  # gray: 3 channels in numpy (Pillow's RGB takes 4 bytes a pixel)
+        return np.repeat(np.asarray(image, np.uint8)[..., None], 3, axis=2)
     if image.mode != "RGB":
-        image = image.convert("RGB")  # L, LA, P, PA, RGBA, CMYK, YCbCr, 1
+        image = image.convert("RGB")  # LA, P, PA, RGBA, CMYK, YCbCr, 1
     return np.ascontiguousarray(np.asarray(image, np.uint8))

@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Literal, NamedTuple
 import cv2
 import numpy as np
 
+from ..core.imageio import ImageLoadError, check_not_truncated
 from ..data_paths import data_root
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,8 @@ _FER_TO_EMOTION = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happ
                    "neutral": "neutral", "sad": "sadness", "surprise": "surprise"}
 
 
-class ImageReadError(OSError):
-    """A file that is not a readable image (empty, truncated, corrupt, unknown format).
-
-    ``reason`` is the short kind used for counting ("empty file", "truncated JPEG", ...).
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = Path(path), reason
+ImageReadError = ImageLoadError
+"""A file that is not a readable image; ``reason`` is the short kind used for counting."""
 
 
 @dataclass
@@ -171,7 +165,7 @@ def load_image_rgb(path: str | os.PathLike) -> np.ndarray:
     data = Path(path).read_bytes()
     if not data:
         raise ImageReadError(path, "empty file")
-    _check_not_truncated(path, data)
+    check_not_truncated(path, data)
     try:
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -179,14 +173,6 @@ def load_image_rgb(path: str | os.PathLike) -> np.ndarray:
     if decoded is None or decoded.size == 0:
         raise ImageReadError(path, "not a readable image")
     return _to_rgb8(decoded, path)
-
-
-def _check_not_truncated(path: str | os.PathLike, data: bytes) -> None:
-    """OpenCV decodes a truncated JPEG without an error (grey bottom rows): catch it here."""
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
-        raise ImageReadError(path, "truncated PNG (no IEND chunk)")
 
 
 def _to_rgb8(decoded: np.ndarray, path: str | os.PathLike) -> np.ndarray:

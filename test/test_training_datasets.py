@@ -248,3 +248,21 @@ def test_data_report_prints_counts_and_writes_a_sheet(data_root, tmp_path, capsy
     assert "0.0%" in lfw
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[0] > 2 * 160 and not list(tmp_path.glob(".*"))
+
+
+def test_teacher_blendshapes_follow_the_measured_side_convention(monkeypatch):
+    from face_expr_ros.core.arkit import ARKIT_NAMES
+    from face_expr_ros.training import teacher
+
+    scores = {n: 0.0 for n in ARKIT_NAMES if n != "tongueOut"}
+    scores.update(eyeBlinkLeft=0.8, jawLeft=0.3)
+    record = {"status": "ok", "blendshapes": scores}
+    values = ds.teacher_blendshapes(record)
+    assert values.shape == (52,) and np.isnan(values[ARKIT_NAMES.index("tongueOut")])
+    assert values[ARKIT_NAMES.index("eyeBlinkLeft")] == pytest.approx(0.8)
+    monkeypatch.setattr(teacher, "MEDIAPIPE_SIDES_MIRRORED", True)
+    mirrored = ds.teacher_blendshapes(record)
+    assert mirrored[ARKIT_NAMES.index("eyeBlinkRight")] == pytest.approx(0.8)
+    assert mirrored[ARKIT_NAMES.index("jawLeft")] == pytest.approx(0.3)  # a direction, not a side
+    assert ds.teacher_blendshapes({"status": "ok"}) is None
+    assert ds.teacher_blendshapes({"status": "no_face", "blendshapes": scores}) is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from face_expr_ros.training import losses as L
@@ -83,4 +84,23 @@ def test_priors_and_total():
     L.identity_prior(a).backward()
     assert (a.grad > 0).all()
     assert set(terms.as_floats()) == {"total", "mse", "consistency", "identity_prior",
-                                      "expression_sparsity"}
+                                      "expression_sparsity", "blendshapes"}
+
+
+def test_blendshape_distillation():
+    pred = torch.tensor([[0.2, 0.9, 0.0], [0.5, 0.5, 0.5]], requires_grad=True)
+    target = torch.tensor([[0.0, 1.0, 0.7], [0.1, 0.1, 0.1]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # 2nd face: no teacher scores
+    loss = L.blendshape_distillation(pred, target, mask)
+    torch.testing.assert_close(loss, torch.tensor((0.2 ** 2 + 0.1 ** 2) / 2))
+    loss.backward()
+    assert pred.grad[0, 0] > 0 and pred.grad[0, 1] < 0  # towards the teacher
+    assert (pred.grad[0, 2] == 0) and (pred.grad[1] == 0).all()  # masked: no pull
+    assert L.blendshape_distillation(pred, target, torch.zeros_like(mask)) == 0
+    with pytest.raises(ValueError, match="must be equal"):
+        L.blendshape_distillation(pred, target[:, :2], mask)
+    l1 = landmarks(2)
+    weights = L.LossWeights(consistency=0.0, identity_prior=0.0, expression_sparsity=0.0, blendshapes=2.0)
+    terms = L.total_loss(l1, l1 + 1, None, None, None, None, torch.zeros(2, 4), torch.zeros(2, 3),
+                         weights, (pred, target, mask))
+    torch.testing.assert_close(terms.total, terms.mse + 2.0 * terms.blendshapes)

@@ -69,3 +69,44 @@ def test_two_process_ddp_ranks_agree(tmp_path, data_root, face_model):
     assert result["world_size"] == 2 and result["steps"] == 2
     hashes = result["rank_weight_hashes"]
     assert len(hashes) == 2 and hashes[0] == hashes[1]
+
+
+def test_blendshape_distillation_and_fine_tuning(tmp_path, data_root, face_model):
+    """Teacher blendshape scores reach the loss through the pairs; init_weights starts from a net."""
+    import numpy as np
+
+    from face_expr_ros.core.arkit import ARKIT_NAMES
+    from face_expr_ros.core.weights import save_weights
+    from face_expr_ros.training.datasets import build_index, set_folder
+
+    helen = set_folder("helen_train", data_root)
+    entries = build_index("helen_train", data_root)
+    cache = tmp_path / "teacher"
+    cache.mkdir()
+    smile = {n: (0.9 if n.startswith("mouthSmile") else 0.0) for n in ARKIT_NAMES if n != "tongueOut"}
+    lines = [json.dumps({"set": "helen_train", "image": e.path.relative_to(helen).as_posix(),
+                         "status": "ok", "teacher": "mediapipe", "box": [0, 0, 1, 1], "score": 1.0,
+                         "landmarks68": e.landmarks.tolist(), "blendshapes": smile}) for e in entries]
+    (cache / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+    start = tmp_path / "start.safetensors"
+    torch.manual_seed(0)
+    first = Trainer(tiny_config(tmp_path, data_root))
+    save_weights(start, first.net)
+    config = tiny_config(tmp_path, data_root, **{"data.teacher_cache": str(cache),
+                                                 "loss.blendshapes": 1.0,
+                                                 "init_weights": str(start)})
+    trainer = Trainer(config)
+    for a, b in zip(trainer.net.state_dict().values(), first.net.state_dict().values()):
+        torch.testing.assert_close(a, b)  # started from the given weights
+    batch = next(iter(trainer.train_loader()))
+    assert batch["blendshape_mask"].sum(1).tolist() == [51.0] * 4  # tongueOut: no teacher score
+    smile_index = ARKIT_NAMES.index("mouthSmileLeft")
+    assert np.allclose(batch["blendshapes"][:, smile_index].numpy(), 0.9)
+    terms = trainer.compute_loss(batch)
+    assert terms.blendshapes > 0
+    torch.testing.assert_close(terms.total, terms.mse + terms.consistency + 1e-3 * terms.identity_prior
+                               + 1e-3 * terms.expression_sparsity + terms.blendshapes)
+    other = tmp_path / "other.safetensors"
+    save_weights(other, Trainer(tiny_config(tmp_path, data_root, **{"net.n_identity": 5})).net)
+    with pytest.raises(ValueError, match="differs"):
+        Trainer(tiny_config(tmp_path, data_root, init_weights=str(other)))

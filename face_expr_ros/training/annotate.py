@@ -86,6 +86,8 @@ def annotate_image(teacher, folder: Path, set_name: str, image: str) -> dict:
     record.update(status="ok", teacher=face.source or teacher.name,
                   box=[round(float(v), 2) for v in face.box], score=round(float(face.score), 4),
                   landmarks68=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks68])
+    if face.blendshapes:
+        record["blendshapes"] = {name: round(value, 4) for name, value in face.blendshapes.items()}
     return record
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     val_max_faces: int | None = 1024     # a fixed, spread subset of the validation split
     log_every_steps: int = 20
     threads: int | None = None           # torch intra-op threads (None: torch default)
+    init_weights: str | None = None      # .safetensors to start from (fine-tuning); same net config
     net: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     data: DataConfig = field(default_factory=DataConfig)

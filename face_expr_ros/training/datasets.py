@@ -78,6 +78,7 @@ class IndexEntry(NamedTuple):
     labels: dict
     landmark_source: LandmarkSource | None
     set_name: str
+    blendshapes: np.ndarray | None = None  # (52,) teacher scores, core.arkit.ARKIT_NAMES order
 
 
 @dataclass
@@ -334,16 +335,35 @@ def teacher_landmarks(record: dict | None) -> np.ndarray | None:
     return points if points.shape == (N_LANDMARKS, 2) and np.all(np.isfinite(points)) else None
 
 
+def teacher_blendshapes(record: dict | None) -> np.ndarray | None:
+    """(52,) float32 teacher blendshape scores in ARKit order (NaN where the teacher has none,
+    e.g. tongueOut), with the teacher's left/right read as the subject's (see
+    ``teacher.MEDIAPIPE_SIDES_MIRRORED``); None when the record has none."""
+    from ..core.arkit import ARKIT_NAMES
+    from .teacher import mediapipe_name_for
+
+    if not record or record.get("status") != "ok" or not record.get("blendshapes"):
+        return None
+    scores = record["blendshapes"]
+    values = [scores.get(mediapipe_name_for(name), np.nan) for name in ARKIT_NAMES]
+    out = np.asarray(values, np.float32)
+    return out if np.isfinite(out).sum() >= 40 and np.nanmin(out) >= 0 else None
+
+
 def merge_teacher(entries: list[IndexEntry], set_folder: Path,
                   cache: dict[tuple[str, str], dict]) -> list[IndexEntry]:
-    """Fill missing landmarks from the teacher cache (human landmarks are kept where present)."""
+    """Fill missing landmarks from the teacher cache (human landmarks are kept where present) and
+    attach the teacher's blendshape scores to every entry that has them."""
     merged = []
     for entry in entries:
+        record = cache.get((entry.set_name, entry.path.relative_to(set_folder).as_posix()))
         if entry.landmarks is None:
-            rel = entry.path.relative_to(set_folder).as_posix()
-            points = teacher_landmarks(cache.get((entry.set_name, rel)))
+            points = teacher_landmarks(record)
             if points is not None:
                 entry = entry._replace(landmarks=points, landmark_source="teacher")
+        scores = teacher_blendshapes(record)
+        if scores is not None:
+            entry = entry._replace(blendshapes=scores)
         merged.append(entry)
     return merged
 

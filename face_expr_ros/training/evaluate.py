@@ -10,6 +10,10 @@ the whole image is the detector box.
   failure rate = share with NME68 > 0.10.
 - Expression sanity: ROC AUC of mouthSmile_L + mouthSmile_R for 'happiness' vs 'neutral' on
   lfw_gray, and of jawOpen for 'surprise' vs 'neutral' on fer2013_train (validation split).
+- With a teacher cache that has blendshape scores (``--teacher-cache``): agreement of the ARKit
+  view of the coefficients with the teacher's 51 scores on the validation split of helen_train and
+  lfw_gray: mean absolute difference, and the mean over shapes of the Pearson correlation across
+  faces (shapes that vary in the teacher's scores).
 """
 from __future__ import annotations
 
@@ -30,9 +34,10 @@ FAILURE_NME = 0.10
 class EvalResult:
     nme: dict = field(default_factory=dict)
     expression: dict = field(default_factory=dict)
+    blendshapes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"nme": self.nme, "expression": self.expression}
+        return {"nme": self.nme, "expression": self.expression, "blendshapes": self.blendshapes}
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -113,8 +118,37 @@ def expression_scores(reconstructor, set_name: str, labels: tuple[str, str], nam
             "mean_negative": float(neg.mean()) if len(neg) else float("nan")}
 
 
+def blendshape_agreement(reconstructor, set_name: str, teacher_cache: dict, root=None,
+                         limit: int | None = None) -> dict:
+    """Ours (ARKit view) against the teacher's blendshape scores on a set's validation split."""
+    from ..core.arkit import to_arkit
+    from .datasets import build_index, load_image_rgb, split_of
+
+    entries = [e for e in build_index(set_name, root, teacher_cache)
+               if e.blendshapes is not None and split_of(e) == "val"]
+    ours, theirs = [], []
+    for entry in entries[:limit] if limit else entries:
+        try:
+            faces = faces_of(reconstructor, load_image_rgb(entry.path))
+        except OSError:
+            continue
+        if faces:
+            ours.append(to_arkit(faces[0].names, faces[0].coefficients))
+            theirs.append(entry.blendshapes)
+    if not ours:
+        return {"faces": 0, "mae": float("nan"), "mean_correlation": float("nan")}
+    a, b = np.array(ours), np.array(theirs, np.float64)
+    known = np.isfinite(b).all(axis=0)  # tongueOut: no teacher score
+    a, b = a[:, known], b[:, known]
+    varying = (b.std(axis=0) > 0.02) & (a.std(axis=0) > 1e-6)
+    correlations = [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in np.flatnonzero(varying)]
+    return {"faces": len(a), "mae": float(np.abs(a - b).mean()),
+            "mean_correlation": float(np.mean(correlations)) if correlations else float("nan"),
+            "shapes_correlated": len(correlations)}
+
+
 def evaluate(weights=None, root=None, limit: int | None = None, device: str = "auto",
-             backend: str = "auto") -> EvalResult:
+             backend: str = "auto", teacher_cache=None) -> EvalResult:
     from ..core.reconstruct import Reconstructor
 
     reconstructor = Reconstructor(weights=weights, device=device, max_faces=1, backend=backend)
@@ -124,6 +158,12 @@ def evaluate(weights=None, root=None, limit: int | None = None, device: str = "a
         reconstructor, "lfw_gray", ("happiness", "neutral"), ("mouthSmile_L", "mouthSmile_R"), root, limit)
     result.expression["fer_surprise"] = expression_scores(
         reconstructor, "fer2013_train", ("surprise", "neutral"), ("jawOpen",), root, limit)
+    if teacher_cache is not None:
+        from .datasets import load_teacher_cache
+
+        cache = load_teacher_cache(Path(teacher_cache).expanduser())
+        result.blendshapes = {s: blendshape_agreement(reconstructor, s, cache, root, limit)
+                              for s in ("helen_train", "lfw_gray")}
     return result
 
 
@@ -137,12 +177,16 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="what runs the network (docs/onnx.md): auto = torch on CUDA, else ONNX "
                         "Runtime when installed")
+    p.add_argument("--teacher-cache", type=Path, default=None, metavar="DIR",
+                   help="teacher cache with blendshape scores (face_expr annotate): also report "
+                        "the agreement of the expression with them")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    result = evaluate(args.weights, args.data, args.limit, args.device, args.backend).to_dict()
+    result = evaluate(args.weights, args.data, args.limit, args.device, args.backend,
+                      args.teacher_cache).to_dict()
     print(format_table(result))
     if args.json:
         from ..core.export import write_bytes_atomic
@@ -162,4 +206,8 @@ def format_table(result: dict) -> str:
         label = f"{r['score']} ({r['positive']} vs {r['negative']})"
         lines.append(f"{label:<40} {r['n_positive']}/{r['n_negative']:<6}  {r['auc']:.3f}  "
                      f"{r['mean_positive']:.3f}  {r['mean_negative']:.3f}")
+    if result.get("blendshapes"):
+        lines += ["", "agreement with the teacher's blendshapes   faces  mean |diff|  mean corr"]
+        for name, r in result["blendshapes"].items():
+            lines.append(f"{name:<42} {r['faces']:>5}  {r['mae']:.4f}       {r['mean_correlation']:.3f}")
     return "\n".join(lines)

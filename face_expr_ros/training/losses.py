@@ -29,6 +29,7 @@ class LossWeights:
     consistency: float = 1.0
     identity_prior: float = 1e-3
     expression_sparsity: float = 1e-3
+    blendshapes: float = 0.0  # expression distillation from the teacher's ARKit blendshapes
 
 
 def face_size(landmarks: torch.Tensor) -> torch.Tensor:
@@ -86,6 +87,23 @@ def expression_sparsity(expression: torch.Tensor) -> torch.Tensor:
     return expression.mean()
 
 
+def blendshape_distillation(expression_arkit: torch.Tensor, target: torch.Tensor,
+                            mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the ARKit view of the predicted coefficients and the
+    teacher's blendshape scores, over the faces that have teacher scores.
+
+    Args:
+        expression_arkit: (B, 52) ``coefficients @ arkit_matrix.T`` (core.arkit).
+        target: (B, 52) teacher scores in [0, 1], ARKit order.
+        mask: (B, 52) 1 where the teacher gave a score (faces without scores: all 0).
+    """
+    if expression_arkit.shape != target.shape or mask.shape != target.shape:
+        raise ValueError(f"blendshape_distillation: shapes {tuple(expression_arkit.shape)}, "
+                         f"{tuple(target.shape)}, {tuple(mask.shape)} must be equal (B, 52)")
+    squared = (expression_arkit - target) ** 2 * mask
+    return squared.sum() / mask.sum().clamp_min(1.0)
+
+
 @dataclass
 class LossTerms:
     """Each term (for logging) and their weighted sum ``total`` (for backward)."""
@@ -95,6 +113,7 @@ class LossTerms:
     consistency: torch.Tensor
     identity_prior: torch.Tensor
     expression_sparsity: torch.Tensor
+    blendshapes: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in vars(self).items()}
@@ -103,8 +122,13 @@ class LossTerms:
 def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
                l2_augmented: torch.Tensor | None, affine: torch.Tensor | None,
                permutation: torch.Tensor | None, identity: torch.Tensor, expression: torch.Tensor,
-               weights: LossWeights = LossWeights()) -> LossTerms:
-    """``L_mse + w_c L_cons + priors``; without an augmented view the consistency term is 0."""
+               weights: LossWeights = LossWeights(),
+               blendshapes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LossTerms:
+    """``L_mse + w_c L_cons + priors``; without an augmented view the consistency term is 0.
+
+    ``blendshapes``: (expression_arkit, target, mask) for :func:`blendshape_distillation`
+    (weight ``weights.blendshapes``); None or weight 0: the term is 0.
+    """
     mse = landmark_mse(l2, l1)
     zero = mse.new_zeros(())
     cons = zero
@@ -112,6 +136,9 @@ def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
         cons = consistency_loss(l2_augmented, l3, l2, affine, permutation)
     id_prior = identity_prior(identity) if weights.identity_prior > 0 else zero
     sparsity = expression_sparsity(expression) if weights.expression_sparsity > 0 else zero
+    distill = zero
+    if weights.blendshapes > 0 and blendshapes is not None:
+        distill = blendshape_distillation(*blendshapes)
     total = (mse + weights.consistency * cons + weights.identity_prior * id_prior
-             + weights.expression_sparsity * sparsity)
-    return LossTerms(total, mse, cons, id_prior, sparsity)
+             + weights.expression_sparsity * sparsity + weights.blendshapes * distill)
+    return LossTerms(total, mse, cons, id_prior, sparsity, distill)

@@ -55,7 +55,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 class LandmarkPairs(Dataset):
     """Items: dict of ``image`` (3,S,S), ``l1`` (68,2), ``image_aug``, ``l3``, ``affine`` (2,3),
-    ``permutation`` (68,), ``set_index``. Unreadable images are replaced by another random item
+    ``permutation`` (68,), ``set_index``, ``blendshapes`` and ``blendshape_mask`` (52,). Unreadable images are replaced by another random item
     (logged and counted in ``skipped``), so an epoch never stops on a bad file."""
 
     def __init__(self, entries: list[IndexEntry], params: PairParams = PairParams(),
@@ -106,4 +106,17 @@ class LandmarkPairs(Dataset):
             "affine": torch.from_numpy(aug.affine).float(),
             "permutation": torch.from_numpy(np.asarray(permutation, dtype=np.int64)),
             "set_index": torch.tensor(self.set_names.index(entry.set_name)),
+            **blendshape_target(entry.blendshapes),
         }
+
+
+N_ARKIT = 52
+
+
+def blendshape_target(scores: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """``blendshapes`` (52,) teacher scores (0 where missing) and ``blendshape_mask`` (52,) for the
+    unaugmented crop (the expression loss uses the first view only, so flips need no re-indexing)."""
+    values = np.zeros(N_ARKIT, np.float32) if scores is None else np.asarray(scores, np.float32)
+    mask = np.isfinite(values).astype(np.float32)
+    return {"blendshapes": torch.from_numpy(np.nan_to_num(values, nan=0.0)),
+            "blendshape_mask": torch.from_numpy(mask if scores is not None else np.zeros(N_ARKIT, np.float32))}

@@ -42,6 +42,23 @@ ASSUME_CROP_BELOW = 64
 ASSUMED_BOX_INSET = 0.08
 
 
+MEDIAPIPE_SIDES_MIRRORED = False  # measured: bench/teacher_sides.py
+"""Whether MediaPipe's ``...Left`` blendshapes describe the image-left side (the subject's right)
+rather than the subject's left as ARKit's do. Measured on the teacher cache (docs/teacher.md,
+"Blendshapes"): see :func:`mediapipe_name_for`."""
+
+
+def mediapipe_name_for(arkit_name: str) -> str:
+    """The MediaPipe blendshape that gives ARKit's ``arkit_name`` (the subject's sides)."""
+    if not MEDIAPIPE_SIDES_MIRRORED:
+        return arkit_name
+    for a, b in (("Left", "Right"), ("Right", "Left")):
+        if arkit_name.endswith(a) and arkit_name not in ("jawLeft", "jawRight", "mouthLeft",
+                                                         "mouthRight"):
+            return arkit_name[: -len(a)] + b
+    return arkit_name
+
+
 class TeacherUnavailable(RuntimeError):
     """The teacher's package or model file is not installed; the message says what to install."""
 
@@ -55,6 +72,8 @@ class TeacherFace:
     landmarks68: np.ndarray  # (68, 2) iBUG order
     dense: np.ndarray | None = None  # (478, 2) MediaPipe mesh points (x, y), or None
     source: str = ""  # who placed the points when not the teacher itself ("dlib/assumed-box")
+    # MediaPipe's 52 blendshape scores in [0, 1] by ARKit name (its "_neutral" dropped), or None
+    blendshapes: dict[str, float] | None = None
 
     @property
     def area(self) -> float:
@@ -133,7 +152,8 @@ class ScaledTeacher:
             return out
 
         return [TeacherFace(back(f.box).reshape(4), f.score, back(f.landmarks68),
-                            None if f.dense is None else back(f.dense), f.source) for f in faces]
+                            None if f.dense is None else back(f.dense), f.source, f.blendshapes)
+                for f in faces]
 
     def _assumed_box(self, padded: np.ndarray, pad: int) -> list[TeacherFace]:
         if self._fallback is None:
@@ -194,7 +214,7 @@ class MediaPipeTeacher:
         self._landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(task)),
             running_mode=vision.RunningMode.IMAGE, num_faces=max_faces,
-            min_face_detection_confidence=min_confidence))
+            min_face_detection_confidence=min_confidence, output_face_blendshapes=True))
         self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_buffer=detector_model),
             running_mode=vision.RunningMode.IMAGE, min_detection_confidence=min_confidence))
@@ -211,23 +231,28 @@ class MediaPipeTeacher:
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
         height, width = image_rgb.shape[:2]
-        meshes = self._landmarker.detect(image).face_landmarks
+        result = self._landmarker.detect(image)
+        meshes = result.face_landmarks
         if not meshes:
             return []
+        scores_by_face = [{c.category_name: float(c.score) for c in categories
+                           if not c.category_name.startswith("_")}
+                          for categories in (result.face_blendshapes or [])]
         boxes, scores = [], []
         for detection in self._detector.detect(image).detections:
             b = detection.bounding_box
             boxes.append((b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height))
             scores.append(detection.categories[0].score if detection.categories else 0.0)
         faces = []
-        for mesh in meshes:
+        for index, mesh in enumerate(meshes):
             # Normalised [0, 1] image coordinates with pixel edges at 0 and 1 -> 0-based pixels.
             dense = np.array([(p.x * width - 0.5, p.y * height - 0.5) for p in mesh], np.float64)
             hull = np.concatenate([dense.min(0), dense.max(0)])
             best = _best_overlap(hull, boxes)
             box, score = (np.asarray(boxes[best], np.float64), float(scores[best])) \
                 if best is not None else (hull, 0.0)
-            faces.append(TeacherFace(box, score, self._to_ibug(dense), dense))
+            blendshapes = scores_by_face[index] if index < len(scores_by_face) else None
+            faces.append(TeacherFace(box, score, self._to_ibug(dense), dense, "", blendshapes))
         return sorted(faces, key=lambda f: -f.area)
 
 

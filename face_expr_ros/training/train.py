@@ -23,11 +23,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
+from ..core.arkit import arkit_matrix
 from ..core.facemodel import load_face_model
 from ..core.network import FaceNet
 from ..core.projection import LandmarkProjector
 from ..core.reconstruct import pick_device
-from ..core.weights import save_weights, tensor_hash
+from ..core.weights import load_weights, save_weights, tensor_hash
 from . import losses
 from .config import TrainConfig, config_to_dict
 from .datasets import build_index, load_teacher_cache, split_of
@@ -109,6 +110,11 @@ class Trainer:
         self.out = Path(config.output)
         self.model = load_face_model()
         self.net = FaceNet(config.net).to(self.device)
+        if config.init_weights:
+            self._init_from(config.init_weights)
+        # (52, E) ARKit view of the coefficients, for the blendshape distillation term
+        self.arkit = torch.as_tensor(arkit_matrix(self.model.expression_names), dtype=torch.float32,
+                                     device=self.device)
         self.projector = LandmarkProjector(self.model, config.net.n_identity).to(self.device)
         self.ddp = (DistributedDataParallel(self.net) if self.dist.world > 1 else self.net)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
@@ -151,8 +157,17 @@ class Trainer:
         l2_aug = None
         if self.config.loss.consistency > 0:
             l2_aug, _ = self.landmarks(b["image_aug"])
+        distill = (params.expression @ self.arkit.T, b["blendshapes"], b["blendshape_mask"])
         return losses.total_loss(b["l1"], l2, b["l3"], l2_aug, b["affine"], b["permutation"],
-                                 params.identity, params.expression, self.config.loss)
+                                 params.identity, params.expression, self.config.loss, distill)
+
+    def _init_from(self, path: str) -> None:
+        """Start from trained weights (fine-tuning); their network config must be this run's."""
+        source = load_weights(Path(path).expanduser(), "cpu")
+        if source.config != self.config.net:
+            raise ValueError(f"init_weights {path}: network config {source.config} differs from "
+                             f"the run's {self.config.net}")
+        self.net.load_state_dict(source.state_dict())
 
     def lr_at(self, step: int, total: int) -> float:
         warmup = min(500, total // 20 + 1)
@@ -167,18 +182,24 @@ class Trainer:
         self.net.eval()
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
                             num_workers=self.config.data.workers)
-        errors68, errors51 = [], []
+        errors68, errors51, blend_error, blend_count = [], [], 0.0, 0.0
         for i, batch in enumerate(loader):
             if limit is not None and i * self.config.batch_size >= limit:
                 break
-            l2, _ = self.landmarks(batch["image"].to(self.device))
+            l2, params = self.landmarks(batch["image"].to(self.device))
             l1 = batch["l1"].to(self.device)
             errors68.append(nme(l2, l1).cpu())
             errors51.append(nme(l2[:, 17:], l1[:, 17:], l1).cpu())
+            mask = batch["blendshape_mask"].to(self.device)
+            arkit = params.expression @ self.arkit.T
+            blend_error += float(((arkit - batch["blendshapes"].to(self.device)).abs() * mask).sum())
+            blend_count += float(mask.sum())
         self.net.train()
         e68, e51 = torch.cat(errors68), torch.cat(errors51)
         return {"val_nme68": float(e68.mean()), "val_nme51": float(e51.mean()),
-                "val_failure_rate": float((e68 > 0.10).float().mean()), "val_faces": len(e68)}
+                "val_failure_rate": float((e68 > 0.10).float().mean()), "val_faces": len(e68),
+                # mean |ours - teacher| over the teacher's blendshape scores (NaN without any)
+                "val_blendshape_mae": blend_error / blend_count if blend_count else float("nan")}
 
     # ------------------------------------------------------------------ loop
     def stop_reason(self, total: int) -> str | None:

@@ -64,6 +64,19 @@ def faces_of(reconstructor, image: np.ndarray):
     return reconstructor.reconstruct_boxes(image, detections[:1])
 
 
+def largest_faces(reconstructor, entries, limit: int | None = None):
+    """(entry, largest face) for the first ``limit`` entries whose image reads and has a face."""
+    from .datasets import load_image_rgb
+
+    for entry in entries[:limit] if limit else entries:
+        try:
+            faces = faces_of(reconstructor, load_image_rgb(entry.path))
+        except OSError:
+            continue
+        if faces:
+            yield entry, faces[0]
+
+
 def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | None = None) -> dict:
     from .datasets import build_index, load_image_rgb, split_of
     from .metrics import nme_per_image
@@ -96,20 +109,15 @@ def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | N
 def expression_scores(reconstructor, set_name: str, labels: tuple[str, str], names: tuple[str, ...],
                       root=None, limit: int | None = None) -> dict:
     """AUC of sum(coefficients[names]) for labels[0] (positive) vs labels[1] (negative)."""
-    from .datasets import build_index, load_image_rgb, split_of
+    from .datasets import build_index, split_of
 
     index = [reconstructor.model.expression_index(n) for n in names]
     scores: dict[str, list[float]] = {labels[0]: [], labels[1]: []}
     for label in labels:
         entries = [e for e in build_index(set_name, root)
                    if e.labels.get("emotion") == label and split_of(e) == "val"]
-        for entry in entries[:limit] if limit else entries:
-            try:
-                faces = faces_of(reconstructor, load_image_rgb(entry.path))
-            except OSError:
-                continue
-            if faces:
-                scores[label].append(float(faces[0].coefficients[index].sum()))
+        for _, face in largest_faces(reconstructor, entries, limit):
+            scores[label].append(float(face.coefficients[index].sum()))
     pos, neg = np.array(scores[labels[0]]), np.array(scores[labels[1]])
     return {"score": " + ".join(names), "positive": labels[0], "negative": labels[1],
             "n_positive": int(len(pos)), "n_negative": int(len(neg)),
@@ -122,19 +130,14 @@ def blendshape_agreement(reconstructor, set_name: str, teacher_cache: dict, root
                          limit: int | None = None) -> dict:
     """Ours (ARKit view) against the teacher's blendshape scores on a set's validation split."""
     from ..core.arkit import to_arkit
-    from .datasets import build_index, load_image_rgb, split_of
+    from .datasets import build_index, split_of
 
     entries = [e for e in build_index(set_name, root, teacher_cache)
                if e.blendshapes is not None and split_of(e) == "val"]
     ours, theirs = [], []
-    for entry in entries[:limit] if limit else entries:
-        try:
-            faces = faces_of(reconstructor, load_image_rgb(entry.path))
-        except OSError:
-            continue
-        if faces:
-            ours.append(to_arkit(faces[0].names, faces[0].coefficients))
-            theirs.append(entry.blendshapes)
+    for entry, face in largest_faces(reconstructor, entries, limit):
+        ours.append(to_arkit(face.names, face.coefficients))
+        theirs.append(entry.blendshapes)
     if not ours:
         return {"faces": 0, "mae": float("nan"), "mean_correlation": float("nan")}
     a, b = np.array(ours), np.array(theirs, np.float64)

@@ -347,3 +347,10 @@ def test_cache_dir_default_is_under_the_home(monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert onnx_backend.cache_dir() == Path.home() / ".cache" / "face_expr_ros" / "onnx"
     assert os.fspath(onnx_backend.cache_dir()).endswith(os.path.join("face_expr_ros", "onnx"))
+
+
+def test_cli_backend_choices_are_the_core_ones():
+    from face_expr_ros.cli_types import BACKEND_CHOICES
+    from face_expr_ros.core.backend import BACKENDS
+
+    assert BACKEND_CHOICES == BACKENDS

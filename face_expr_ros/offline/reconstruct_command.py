@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli_types import positive_int, positive_float, unit_float
+from ..cli_types import add_model_options, positive_float, positive_int, unit_float
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 PROG = "face_expr reconstruct"
@@ -38,14 +38,7 @@ def add_reconstruct_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--arkit", action="store_true",
                         help="expression as the 52 ARKit names (L/R halves merged, tongueOut = 0) "
                              "instead of the model's 53")
-    parser.add_argument("--weights", type=Path, default=None, metavar="FILE",
-                        help="network weights (.safetensors; default: the package's)")
-    parser.add_argument("--face-model", type=Path, default=None, metavar="PATH",
-                        help="ict_face_model.npz (default: $FACE_EXPR_FACE_MODEL, then the standard places)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                        help="what runs the network: auto (torch on CUDA, ONNX Runtime on CPU when "
-                             "installed), torch, onnx (docs/onnx.md)")
+    add_model_options(parser)
     parser.add_argument("--detection-threshold", type=unit_float, default=0.5, metavar="P",
                         help="minimum detector score in (0, 1] (default 0.5)")
     parser.add_argument("--max-faces", type=positive_int, default=10, metavar="N",

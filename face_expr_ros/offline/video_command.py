@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..cli_types import positive_int
+from ..cli_types import add_model_options, positive_int
 
 if TYPE_CHECKING:
     from ..core.reconstruct import Reconstructor
@@ -48,7 +48,7 @@ def add_video_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="IN",
                    help="video file, or rosbag2 bag (its folder or its .db3/.mcap file)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="existing folder for the outputs (files named after IN)")
+                   help="output folder, created if missing (files named after IN)")
     p.add_argument("--topic", default=None,
                    help="bag image topic (sensor_msgs/Image or CompressedImage); default: the "
                         "bag's only image topic")
@@ -65,15 +65,7 @@ def add_video_command(commands: argparse._SubParsersAction) -> None:
                    help="process every N-th frame (default 1: all)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop after N processed frames")
-    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
-                   help="network weights .safetensors (default: the package's)")
-    p.add_argument("--face-model", type=Path, default=None, metavar="PATH",
-                   help="ict_face_model.npz (default: $FACE_EXPR_FACE_MODEL, then the standard "
-                        "places)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
-    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="what runs the network: auto (torch on CUDA, ONNX Runtime on CPU when "
-                        "installed), torch, onnx (docs/onnx.md)")
+    add_model_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_types import add_model_options, positive_int
+
 log = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 64
 FAILURE_NME = 0.10
@@ -173,13 +175,9 @@ def evaluate(weights=None, root=None, limit: int | None = None, device: str = "a
 def add_eval_command(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("eval", help="landmark NME and expression AUCs on held-out subjects",
                             description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, help="weights (default: the package's)")
     p.add_argument("--data", type=Path, help="data root (default: $FACE_EXPR_DATA or ../shared/data)")
-    p.add_argument("--limit", type=int, help="at most N images per set and label (quick check)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="what runs the network (docs/onnx.md): auto = torch on CUDA, else ONNX "
-                        "Runtime when installed")
+    p.add_argument("--limit", type=positive_int, help="at most N images per set and label (quick check)")
+    add_model_options(p, face_model=False)
     p.add_argument("--teacher-cache", type=Path, default=None, metavar="DIR",
                    help="teacher cache with blendshape scores (face_expr annotate): also report "
                         "the agreement of the expression with them")

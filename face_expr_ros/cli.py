@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from .cli_types import UsageError
 from .demo import add_demo_command
 from .export_commands import add_export_onnx_command
 from .offline.reconstruct_command import add_reconstruct_command
@@ -32,10 +33,6 @@ PROG = "face_expr"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_SIZE = 512
 MAX_SIZE = 8192
-
-
-class UsageError(Exception):
-    """The command line asks for something impossible (exit code 2, nothing written)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,11 +73,19 @@ def _error(args: argparse.Namespace, err: Exception) -> None:
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
-    """Failures reported as one message (the rest are bugs and keep their traceback)."""
+    """Failures reported as one message (the rest are bugs and keep their traceback): every
+    command raises these and none prints its own."""
+    from .core.detect import DetectorError
     from .core.export import ExportError
     from .core.facemodel import FaceModelError
+    from .core.onnx_backend import OnnxBackendError
+    from .core.reconstruct import DeviceError
+    from .core.weights import WeightsError
+    from .demo import DemoError
+    from .training.teacher import TeacherUnavailable
 
-    return FaceModelError, ExportError, OSError
+    return (FaceModelError, ExportError, OSError, WeightsError, OnnxBackendError, DetectorError,
+            DeviceError, DemoError, TeacherUnavailable)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ import argparse
 import math
 from pathlib import Path
 
+class UsageError(Exception):
+    """The command line asks for something impossible (``face_expr``: exit code 2, nothing written)."""
+
+
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 """core.backend.BACKENDS, repeated here so the parser does not import torch (a test checks)."""
 

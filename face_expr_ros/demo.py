@@ -263,7 +263,8 @@ class NodeProcess:
         return self.process.poll() is None
 
     def log_tail(self, lines: int = 25) -> str:
-        self._log.flush()
+        if not self._log.closed:  # still open while the node runs; stop() closes it
+            self._log.flush()
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
@@ -432,23 +433,15 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="seconds for the whole run, node start-up included (default 120)")
-    parser.set_defaults(run=run_demo)
+    parser.set_defaults(run=run_demo)  # DemoError and WeightsError: one line from face_expr's main
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except DemoError as err:
-        print(f"face_expr demo: error: {err}", file=sys.stderr)
-        return 1
+    from .core.weights import resolve_weights_path
 
-
-def _run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     deadline = start + float(args.timeout)
-    if args.weights is not None and not args.weights.expanduser().is_file():
-        raise DemoError(f"--weights {args.weights}: no such file")
-    weights = _check_weights(args.weights)
+    weights = str(resolve_weights_path(args.weights))  # the node loads them: only the path here
     model = None
     if not args.no_overlays:
         from .core.facemodel import load_face_model
@@ -512,22 +505,12 @@ def _run(args: argparse.Namespace) -> int:
               + ", ".join(f"{r.name} ({len(r.faces)} found, {r.expected} in the image)"
                           for r in mismatched))
     if missing:
-        print(f"\nface_expr demo: error: {len(missing)} of {len(EXPECTED_FACES)} frames got no "
-              f"answer ({', '.join(f'{r.name}: {r.error}' for r in missing)}); node log tail:\n"
-              f"{node.log_tail()}", file=sys.stderr)
-        return 1
+        raise DemoError(f"{len(missing)} of {len(EXPECTED_FACES)} frames got no answer "
+                        f"({', '.join(f'{r.name}: {r.error}' for r in missing)}); node log tail:\n"
+                        f"{node.log_tail()}")
     node.remove_log()
     print(f"\nall {len(results)} frames answered in {time.monotonic() - start:.1f} s")
     return 0
-
-
-def _check_weights(path: Path | None) -> str:
-    from .core.weights import WeightsError, resolve_weights_path
-
-    try:
-        return str(resolve_weights_path(path))
-    except WeightsError as err:
-        raise DemoError(str(err)) from None
 
 
 def format_table(results: list[FrameResult]) -> str:
@@ -590,10 +573,9 @@ def contact_sheet(images: list[np.ndarray], columns: int = 3, width: int = 320) 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m face_expr_ros.demo [options]`` (same as ``face_expr demo``)."""
-    parser = argparse.ArgumentParser(prog="face_expr")
-    add_demo_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)
+    from .cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -4,27 +4,17 @@
     face_expr export-onnx --weights W -o net.onnx --check
 
 Prints the path, size, opset and, with ``--check``, the largest difference between ONNX Runtime and
-torch on a random batch (an error above :data:`TOLERANCE`). Exit codes as ``face_expr``'s: 0 ok,
-1 failure, 2 wrong command line.
+torch on a random batch (an error above :data:`TOLERANCE`). Errors are raised and turned into one
+line by ``face_expr``'s main: exit 1 for a failure, 2 for a wrong command line.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 TOLERANCE = 1e-4
 CHECK_BATCH = 4
-PROG = "face_expr export-onnx"
-
-
-class _CommandError(Exception):
-    """A one-line failure of this command, with its exit code."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def add_export_onnx_command(commands: argparse._SubParsersAction) -> None:
@@ -40,32 +30,18 @@ def add_export_onnx_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true",
                    help=f"run the export in ONNX Runtime and compare it with torch on a random "
                         f"batch of {CHECK_BATCH} (fails above {TOLERANCE:g})")
-    p.set_defaults(run=_run_export_onnx)
-
-
-def _run_export_onnx(args: argparse.Namespace) -> int:
-    from .core.export import ExportError
-    from .core.onnx_backend import OnnxBackendError
-    from .core.weights import WeightsError
-
-    try:
-        return _export(args)
-    except _CommandError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return err.code
-    except (OnnxBackendError, WeightsError, ExportError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
+    p.set_defaults(run=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .cli_types import UsageError
     from .core import onnx_backend
     from .core.export import check_writable_folder
     from .core.weights import load_weights, resolve_weights_path
 
     if args.output is not None:
         if args.output.suffix.lower() != ".onnx":
-            raise _CommandError(f"-o {args.output}: use a .onnx name", code=2)
+            raise UsageError(f"-o {args.output}: use a .onnx name")
         check_writable_folder(args.output)  # fail before the export, not after it
     weights = resolve_weights_path(args.weights)
     net = load_weights(weights)
@@ -81,7 +57,8 @@ def _export(args: argparse.Namespace) -> int:
         print(f"check: max |onnx - torch| = {error:.2e} on a random batch of {CHECK_BATCH} "
               f"(tolerance {TOLERANCE:g}): {verdict}")
         if error > TOLERANCE:
-            raise _CommandError(f"ONNX Runtime differs from torch by {error:.2e} > {TOLERANCE:g}")
+            raise onnx_backend.OnnxBackendError(
+                f"ONNX Runtime differs from torch by {error:.2e} > {TOLERANCE:g}")
     return 0
 
 

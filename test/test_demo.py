@@ -88,3 +88,16 @@ def test_demo_reports_a_node_that_fails(ros_env, tmp_path):
     assert run.returncode == 1, run.stdout + run.stderr
     assert "face_expr demo: error:" in run.stderr
     assert "bad.safetensors" in run.stderr  # the node's own message, from its log tail
+
+
+def test_node_log_tail_after_stop(tmp_path):
+    """The failure report reads the node's log after stopping it (a closed log must not raise)."""
+    from face_expr_ros.demo import NodeProcess
+
+    script = tmp_path / "talker.py"
+    script.write_text("print('configure failed: bad weights', flush=True)\n")
+    node = NodeProcess(str(script), "/x", log_dir=tmp_path)
+    node.process.wait(timeout=30)
+    node.stop()
+    assert "configure failed: bad weights" in node.log_tail()
+    node.remove_log()

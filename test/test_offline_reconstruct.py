@@ -288,3 +288,19 @@ def test_torch_and_onnx_backends_agree(face_model, photos, tmp_path):
         np.testing.assert_allclose(list(a["expression"].values()), list(b["expression"].values()), atol=1e-4)
         np.testing.assert_allclose(a["landmarks68"], b["landmarks68"], atol=1e-2)  # px
         np.testing.assert_allclose(a["pose"]["rotation_matrix"], b["pose"]["rotation_matrix"], atol=1e-4)
+
+
+def test_bad_weights_and_device_are_one_line_errors(face_model, photos, tmp_path, capsys):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not weights")
+    assert cli.main(["reconstruct", str(photos / "astronaut.png"), "--out", str(tmp_path / "o"),
+                     "--weights", str(junk)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("face_expr reconstruct: error:") and "junk" in err[0]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert cli.main(["reconstruct", str(photos / "astronaut.png"), "--out", str(tmp_path / "o"),
+                         "--device", "cuda"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "torch sees no GPU" in err[0]

@@ -410,3 +410,12 @@ def test_bags_without_rosbags_installed_say_how_to_get_it(frames, tmp_path, caps
     code, _, err = run(capsys, bag, "--out", out)
     assert_one_line_error(code, err, "needs the rosbags package", "pip install")
     assert list(out.iterdir()) == []
+
+
+def test_bad_weights_is_a_one_line_error_and_leaves_no_files(clip, tmp_path, capsys):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not weights")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, clip, "--out", out, "--weights", junk)
+    assert_one_line_error(code, err, "junk.safetensors")
+    assert list(out.iterdir()) == []

@@ -31,13 +31,21 @@ log = logging.getLogger(__name__)
 SELLION = 27  # iBUG landmark between the eyes: the origin of the face_<id> and gaze_<id> frames
 
 
+class DeviceError(RuntimeError):
+    """The requested torch device is not available."""
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when torch sees a GPU, else CPU."""
+    """``"auto"``: CUDA when torch sees a GPU, else CPU.
+
+    Raises:
+        DeviceError: a CUDA device requested but torch sees no GPU.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but torch sees no GPU "
+        raise DeviceError(f"device {device!r} requested but torch sees no GPU "
                            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
     return resolved
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..core.reconstruct import Reconstructor
     from .frames import FrameSource
 
-EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
 OVERLAY_FOURCC = "mp4v"
 
 
@@ -83,8 +83,6 @@ class VideoResult:
 
 def run_video(args: argparse.Namespace) -> int:
     """The handler: outputs checked, input opened, frames processed, outputs renamed, summary."""
-    from ..core.weights import WeightsError
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         with _sigterm_as_interrupt():
@@ -92,9 +90,6 @@ def run_video(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("face_expr video: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except WeightsError as err:  # a bad --weights file: one line, like the other expected errors
-        print(f"face_expr video: error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
     print(_summary(args.input, result))
     return EXIT_OK
 

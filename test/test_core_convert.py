@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,9 @@ def test_build_from_ict_folder(tmp_path):
     assert model.triangles.shape == (138, 3)  # 69 quads kept, the quad over dropped vertices gone
     assert model.triangles.max() < 80
     assert not list(out.parent.glob("*.tmp")), "no temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # a normal file, not a temporary's 0600
 
 
 def test_missing_expression_obj_is_named(tmp_path):

@@ -1,6 +1,8 @@
 """Weights: save/load round trip with the architecture, hash and shape checks, no pickle."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +25,9 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
             torch.testing.assert_close(a, b)
     assert weights_info(path)["epoch"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_altered_tensor_is_detected(tmp_path):

@@ -9,13 +9,14 @@ Identity and expression OBJs are stored as offsets from the neutral mesh.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .export import write_bytes_atomic
 from .facemodel import FaceModelError, face_model_from_arrays
 
 # ICT-FaceKit's documented vertex ranges (its README, "Face model"): 0..9408 face, 9409..11247 head
@@ -136,12 +137,6 @@ def _offsets(src: Path, names: list[str], neutral: np.ndarray, keep: int) -> np.
 def _write_npz_atomic(out: Path, arrays: dict[str, np.ndarray]) -> Path:
     out = out.expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    buffer = io.BytesIO()  # the model is ~20 MB compressed: built in memory, written once
+    np.savez_compressed(buffer, **arrays)
+    return write_bytes_atomic(out, buffer.getvalue())

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
+from .export import write_bytes_atomic
 from .network import FaceNet, NetworkConfig
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "face_expr_net.safetensors"
@@ -43,18 +43,7 @@ def save_weights(path: str | os.PathLike, net: FaceNet, extra: dict | None = Non
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a normal file's mode, not mkstemp's 0600
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_bytes_atomic(out, save(state, metadata=metadata))
 
 
 def resolve_weights_path(path: str | os.PathLike | None = None) -> Path:

@@ -304,3 +304,32 @@ def test_bad_weights_and_device_are_one_line_errors(face_model, photos, tmp_path
                          "--device", "cuda"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "torch sees no GPU" in err[0]
+
+
+def test_reduced_decode_maps_faces_once_and_draws_the_overlay_in_place(face_model, direct, tmp_path):
+    """A JPEG decoded at 1/2: JSON in full pixels, the overlay (at the decoded size) on the face."""
+    import dataclasses
+
+    from PIL import Image
+
+    from face_expr_ros.core.imageio import load_image
+    from face_expr_ros.offline.results import to_full_image
+
+    face = dataclasses.replace(direct[0])
+    full = to_full_image(face, 2)
+    np.testing.assert_allclose(full.landmarks, direct[0].landmarks * 2 + 0.5)
+    np.testing.assert_allclose(full.box, direct[0].box * 2)
+    assert full.scale == pytest.approx(direct[0].scale * 2)
+    np.testing.assert_array_equal(face.landmarks, direct[0].landmarks)  # the input is not changed
+    Image.fromarray(astronaut()).resize((1024, 1024), Image.BICUBIC).save(tmp_path / "big.jpg", quality=95)
+    assert run(face_model, tmp_path / "big.jpg", "--out", tmp_path / "out", "--overlay",
+               "--max-megapixels", "0.5") == 0
+    record = json.loads((tmp_path / "out" / "big.json").read_text())
+    assert (record["width"], record["height"]) == (1024, 1024)
+    error = np.linalg.norm(np.array(record["faces"][0]["landmarks68"]) - (direct[0].landmarks * 2 + 0.5), axis=1)
+    assert error.mean() < 2 * 3.0
+    overlay = load_image(tmp_path / "out" / "big_overlay.png").rgb
+    assert overlay.shape == (512, 512, 3)
+    x0, y0, x1, y1 = direct[0].box.astype(int)
+    changed = np.abs(overlay.astype(int) - load_image(tmp_path / "big.jpg", max_pixels=500_000).rgb).sum(2) > 30
+    assert changed[y0:y1, x0:x1].mean() > 0.5 and changed.mean() < 0.2

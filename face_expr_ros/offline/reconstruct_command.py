@@ -97,7 +97,8 @@ def _process(reconstructor, path: Path, stem: str, out: Path, args: argparse.Nam
         summary.bad.append(str(err))
         _say("error", str(err))
         return
-    faces = [to_full_image(f, loaded.reduction) for f in reconstructor.reconstruct(loaded.rgb)]
+    decoded = reconstructor.reconstruct(loaded.rgb)  # pixels of the (possibly reduced) decode
+    faces = [to_full_image(f, loaded.reduction) for f in decoded]
     summary.images += 1
     summary.faces += len(faces)
     if not faces:
@@ -106,7 +107,7 @@ def _process(reconstructor, path: Path, stem: str, out: Path, args: argparse.Nam
     write_json(out / f"{stem}.json", str(path), loaded, faces, args.arkit)
     summary.written += 1
     if args.overlay:
-        write_overlay(out / f"{stem}_overlay.png", loaded, faces)
+        write_overlay(out / f"{stem}_overlay.png", loaded, decoded)
         summary.written += 1
     for i, face in enumerate(faces if args.mesh else []):
         write_mesh(out / f"{stem}_face{i}.{args.mesh}", face, args.mesh)

@@ -3,6 +3,7 @@ files written for them (JSON, overlay, meshes). Every file is written atomically
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -17,24 +18,22 @@ from ..core.reconstruct import Face
 from ..core.synthesis import identity_shape
 from .overlay import draw_overlay
 
-MESH_FORMATS = ("obj", "ply", "glb")
 CM_TO_M = 0.01
 
 
 def to_full_image(face: Face, reduction: int) -> Face:
-    """Map a face found in an image decoded at 1/``reduction`` scale to full-image pixels.
+    """A copy of a face found in an image decoded at 1/``reduction`` scale, in full-image pixels.
 
     A decoded pixel ``i`` covers full pixels ``r*i .. r*i + r - 1`` (centre ``r*i + (r-1)/2``); box
-    edges are continuous coordinates (``r*x``).
+    edges are continuous coordinates (``r*x``). The face itself is not changed.
     """
     if reduction == 1:
         return face
     r = float(reduction)
-    face.box = np.asarray(face.box, np.float64) * r
-    face.landmarks = np.asarray(face.landmarks, np.float64) * r + (r - 1) / 2
-    face.translation = np.asarray(face.translation, np.float64) * r + (r - 1) / 2
-    face.scale = face.scale * r
-    return face
+    return dataclasses.replace(face, box=np.asarray(face.box, np.float64) * r,
+                               landmarks=np.asarray(face.landmarks, np.float64) * r + (r - 1) / 2,
+                               translation=np.asarray(face.translation, np.float64) * r + (r - 1) / 2,
+                               scale=face.scale * r)
 
 
 def write_json(path: Path, image_name: str, loaded: LoadedImage, faces: Sequence[Face],
@@ -45,23 +44,8 @@ def write_json(path: Path, image_name: str, loaded: LoadedImage, faces: Sequence
 
 
 def write_overlay(path: Path, loaded: LoadedImage, faces: Sequence[Face]) -> Path:
-    """The overlay over the decoded image (a reduced JPEG's overlay is drawn at the reduced size)."""
-    shown = [_to_reduced(face, loaded.reduction) for face in faces]
-    return write_image(path, draw_overlay(loaded.rgb, shown))
-
-
-def _to_reduced(face: Face, reduction: int) -> Face:
-    if reduction == 1:
-        return face
-    import copy
-
-    r = float(reduction)
-    small = copy.copy(face)
-    small.box = face.box / r
-    small.landmarks = (face.landmarks - (r - 1) / 2) / r
-    small.translation = (face.translation - (r - 1) / 2) / r
-    small.scale = face.scale / r
-    return small
+    """The overlay over the decoded image; ``faces`` in its pixels (as the reconstructor gave them)."""
+    return write_image(path, draw_overlay(loaded.rgb, faces))
 
 
 def write_mesh(path: Path, face: Face, fmt: str) -> Path:

@@ -139,9 +139,11 @@ def faces_frame(width: int, height: int, n_faces: int, image: np.ndarray | None 
 
 
 def camera_matrix(width: int, height: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
-    """K of the (pretend) camera the frames come from: square pixels, centred, ``hfov_deg``."""
-    f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    """K of the (pretend) camera the frames come from: square pixels, centred, ``hfov_deg``
+    (the node's K without CameraInfo, :func:`core.camera.default_camera_matrix`)."""
+    from .core.camera import default_camera_matrix
+
+    return default_camera_matrix(width, height, hfov_deg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def overlay(image: np.ndarray, faces: list[Any], K: np.ndarray, model: Any, titl
     """
     import cv2
 
-    from .core.render import draw_landmarks, region_triangles, render_mesh
+    from .core.render import camera_to_pixels, draw_landmarks, region_triangles, render_mesh
     from .core.synthesis import synthesize
 
     out = np.ascontiguousarray(image).copy()
@@ -199,7 +201,7 @@ def overlay(image: np.ndarray, faces: list[Any], K: np.ndarray, model: Any, titl
                               np.asarray(msg.selected, np.int64),
                               np.asarray(msg.identity, np.float32)).astype(np.float64)
         posed = scale * (vertices - vertices[sellion]) @ R.T  # core camera frame, pixels, y up
-        px = np.column_stack((u + posed[:, 0], v - posed[:, 1], posed[:, 2]))
+        px = camera_to_pixels(posed, (u, v))  # u + x, v - y, z
         out = render_mesh(px, triangles, out, color=MESH_RGB, alpha=0.5)
         roi = msg.roi
         cv2.rectangle(out, (roi.x_offset, roi.y_offset),

@@ -70,7 +70,7 @@ MESSAGES_FIX = (
 from face_expr_ros.node_parameters import (  # noqa: F401  (re-exported: tests, tools)
     NODE_NAME, PARAMETERS, PARAMETERS_BY_NAME, ParameterSpec, check_value, default_parameters,
     TRACKING_PREFIX, descriptor_for, parameters_markdown, parameters_yaml)
-from face_expr_ros.node_stats import NodeStats
+from face_expr_ros.node_stats import NodeStats, stamp_latency_ms
 
 # ---------------------------------------------------------------------------------------------
 # The node
@@ -392,9 +392,9 @@ class FaceExprNode(LifecycleNode):
         if not header.frame_id:
             self._warn_once("frame_id", "images have an empty header.frame_id: TF frames face_<id> "
                             "have no parent; set the camera driver's frame_id")
-        stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+        stamp_ns = header.stamp.sec * 10 ** 9 + header.stamp.nanosec
         # a zero stamp (some drivers) would freeze the smoothing filters: use the receive time
-        timestamp = stamp_s if stamp_s > 0 else received_at
+        timestamp = header.stamp.sec + header.stamp.nanosec * 1e-9 if stamp_ns > 0 else received_at
         height, width = rgb.shape[:2]
         faces = self.reconstructor.reconstruct(rgb, timestamp)
         dropped_ids = self.reconstructor.tracker.dropped_ids()
@@ -404,24 +404,28 @@ class FaceExprNode(LifecycleNode):
         for face in faces:
             pose = face.optical_pose(K)
             poses.append(pose)
-            messages.append(ros_convert.face_to_msg(
+            message = ros_convert.face_to_msg(
                 header, face.id, face.score, face.box, (width, height), face.names,
                 face.coefficients, face.selected, face.identity, pose.position,
-                pose.face_rotation, face.landmarks))
+                pose.face_rotation, face.landmarks)
+            messages.append(message)
             transforms += ros_convert.pose_to_transforms(header, face.id, pose.position,
-                                                         pose.face_rotation, pose.gaze_rotation)
+                                                         pose.face_rotation, pose.gaze_rotation,
+                                                         face_pose=message.head_pose)
         self._outputs["expression"].publish(ros_convert.faces_to_array_msg(header, messages))
         if settings["publish_tf"] and transforms:
             self._outputs["tf"].publish(TFMessage(transforms=transforms))
         self._pending_deletes.update(i for i in dropped_ids if i in self._mesh_ids)
+        # the model-space meshes, synthesised once per face and frame, only when drawn
+        vertices = _LazyVertices(faces)
         if settings["publish_mesh"]:
-            self._publish_mesh(header, faces, K, settings)
+            self._publish_mesh(header, faces, K, poses, vertices, settings)
         if settings["publish_debug_image"]:
-            self._publish_debug_image(header, rgb, faces, settings)
+            self._publish_debug_image(header, rgb, faces, vertices, settings)
 
         now_ns = self.get_clock().now().nanoseconds
-        stamp_ms = (now_ns - (header.stamp.sec * 10 ** 9 + header.stamp.nanosec)) / 1e6
-        self.stats.add_latency((time.monotonic() - received_at) * 1000.0, stamp_ms)
+        self.stats.add_latency((time.monotonic() - received_at) * 1000.0,
+                               stamp_latency_ms(stamp_ns, now_ns))
         with self.stats.lock:
             self.stats.processed += 1
             self.stats.faces = len(faces)
@@ -455,8 +459,8 @@ class FaceExprNode(LifecycleNode):
             self._decimated_key = key
         return self._decimated
 
-    def _publish_mesh(self, header: Any, faces: list, K: np.ndarray,
-                      settings: dict[str, Any]) -> None:
+    def _publish_mesh(self, header: Any, faces: list, K: np.ndarray, poses: list,
+                      vertices: _LazyVertices, settings: dict[str, Any]) -> None:
         rate = float(settings["mesh_rate"])
         now = time.monotonic()
         if rate > 0 and now - self._last_mesh_time < 1.0 / rate:
@@ -468,10 +472,10 @@ class FaceExprNode(LifecycleNode):
             markers.markers.append(ros_convert.delete_marker(header, _marker_id(face_id)))
             self._mesh_ids.discard(face_id)
         self._pending_deletes.clear()
-        for face in faces:
-            vertices = face.optical_vertices(K)[mesh.vertex_index]
+        for i, face in enumerate(faces):
+            optical = face.optical_vertices(K, vertices[i], pose=poses[i])[mesh.vertex_index]
             markers.markers.append(ros_convert.mesh_to_marker(
-                header, face.id, vertices, mesh.triangles, marker_id=_marker_id(face.id)))
+                header, face.id, optical, mesh.triangles, marker_id=_marker_id(face.id)))
             self._mesh_ids.add(face.id)
         if markers.markers:
             self._outputs["mesh"].publish(markers)
@@ -484,7 +488,7 @@ class FaceExprNode(LifecycleNode):
             self._mesh_ids.clear()
 
     def _publish_debug_image(self, header: Any, rgb: np.ndarray, faces: list,
-                             settings: dict[str, Any]) -> None:
+                             vertices: _LazyVertices, settings: dict[str, Any]) -> None:
         import cv2
 
         from face_expr_ros.core.render import draw_landmarks, render_mesh
@@ -492,9 +496,9 @@ class FaceExprNode(LifecycleNode):
         out = rgb.copy()
         mode = settings["debug_image_mesh"]
         mesh = self._mesh(settings) if mode != "none" else None
-        for face in faces:
+        for i, face in enumerate(faces):
             if mesh is not None:
-                px = face.image_vertices()[mesh.vertex_index]
+                px = face.image_vertices(vertices[i])[mesh.vertex_index]
                 if mode == "rendered":
                     out = render_mesh(px, mesh.triangles, out, alpha=0.6)
                 else:
@@ -566,6 +570,20 @@ class FaceExprNode(LifecycleNode):
         if now - self._log_times.get(key, -math.inf) >= self.LOG_THROTTLE_S:
             self._log_times[key] = now
             self.get_logger().warning(text)
+
+
+class _LazyVertices:
+    """``faces[i].model_vertices()``, synthesised on first use: at most once per face and frame,
+    and not at all when neither the mesh nor the debug image draws it."""
+
+    def __init__(self, faces: list) -> None:
+        self._faces = faces
+        self._vertices: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index not in self._vertices:
+            self._vertices[index] = self._faces[index].model_vertices()
+        return self._vertices[index]
 
 
 def _marker_id(face_id: str) -> int:

@@ -11,6 +11,12 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------
 # Statistics for /diagnostics
 # ---------------------------------------------------------------------------------------------
+def stamp_latency_ms(stamp_ns: int, now_ns: int) -> float | None:
+    """Milliseconds from an image's header stamp to ``now_ns`` (both ROS time, nanoseconds);
+    None for a zero stamp (drivers that do not stamp): there is no latency to measure."""
+    return (now_ns - stamp_ns) / 1e6 if stamp_ns > 0 else None
+
+
 class NodeStats:
     """Counters and latency samples, shared by the callbacks, the worker and the timer."""
 
@@ -24,9 +30,12 @@ class NodeStats:
         self.last_error = ""
         self._period_start = time.monotonic()
         self._period_received = self._period_processed = 0
-        self._latency: deque[tuple[float, float, float]] = deque()  # (t, receive ms, stamp ms)
+        # (t, receive ms, stamp ms or None)
+        self._latency: deque[tuple[float, float, float | None]] = deque()
 
-    def add_latency(self, receive_ms: float, stamp_ms: float) -> None:
+    def add_latency(self, receive_ms: float, stamp_ms: float | None) -> None:
+        """One processed frame; ``stamp_ms`` None: the image had no stamp (left out of the
+        stamp percentiles)."""
         now = time.monotonic()
         with self.lock:
             self._latency.append((now, receive_ms, stamp_ms))
@@ -48,7 +57,7 @@ class NodeStats:
                        incompatible_qos=self.incompatible_qos, faces=self.faces,
                        last_error=self.last_error, fps_in=fps_in, fps_out=fps_out)
         for key, column in (("receive", 1), ("stamp", 2)):
-            values = np.array([s[column] for s in recent])
+            values = np.array([s[column] for s in recent if s[column] is not None])
             out[f"latency_{key}_p50_ms"] = float(np.percentile(values, 50)) if len(values) else None
             out[f"latency_{key}_p95_ms"] = float(np.percentile(values, 95)) if len(values) else None
         return out

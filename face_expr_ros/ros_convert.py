@@ -160,8 +160,8 @@ def faces_to_array_msg(header: Header, faces: Sequence[FaceExpression]) -> FaceE
 
 
 def pose_to_transforms(header: Header, face_id: str, position: np.ndarray,
-                       face_rotation: np.ndarray,
-                       gaze_rotation: np.ndarray) -> list[TransformStamped]:
+                       face_rotation: np.ndarray, gaze_rotation: np.ndarray, *,
+                       face_pose: Pose | None = None) -> list[TransformStamped]:
     """The TF transforms of one face: ``face_<id>`` and ``gaze_<id>`` in the image's frame.
 
     Args:
@@ -169,22 +169,29 @@ def pose_to_transforms(header: Header, face_id: str, position: np.ndarray,
         position: (3,) common origin (sellion), metres in the optical frame.
         face_rotation: (3, 3) ``camera.face_frame_rotation(R)``.
         gaze_rotation: (3, 3) ``camera.gaze_frame_rotation(R)``.
+        face_pose: ``make_pose(position, face_rotation)`` if already built (the ``head_pose`` of
+            :func:`face_to_msg`): copied instead of converted and checked again.
     Returns:
         [face transform, gaze transform].
     """
-    transforms = []
-    for prefix, rotation in (("face", face_rotation), ("gaze", gaze_rotation)):
-        pose = make_pose(position, rotation)
-        t = TransformStamped()
-        t.header.stamp = header.stamp
-        t.header.frame_id = header.frame_id
-        t.child_frame_id = f"{prefix}_{face_id}"
-        t.transform.translation.x = pose.position.x
-        t.transform.translation.y = pose.position.y
-        t.transform.translation.z = pose.position.z
-        t.transform.rotation = pose.orientation
-        transforms.append(t)
-    return transforms
+    if face_pose is None:
+        face_pose = make_pose(position, face_rotation)
+    return [_transform(header, f"face_{face_id}", face_pose),
+            _transform(header, f"gaze_{face_id}", make_pose(position, gaze_rotation))]
+
+
+def _transform(header: Header, child_frame_id: str, pose: Pose) -> TransformStamped:
+    """``pose`` as the transform from ``header.frame_id`` to ``child_frame_id`` (values copied)."""
+    t = TransformStamped()
+    t.header.stamp = header.stamp
+    t.header.frame_id = header.frame_id
+    t.child_frame_id = child_frame_id
+    t.transform.translation.x = pose.position.x
+    t.transform.translation.y = pose.position.y
+    t.transform.translation.z = pose.position.z
+    q, o = t.transform.rotation, pose.orientation
+    q.x, q.y, q.z, q.w = o.x, o.y, o.z, o.w
+    return t
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,6 +72,32 @@ def test_optical_pose_is_metric_and_consistent(reconstructor, helen):
     assert np.ptp(mesh[:, 0]) < 0.5, "a face in metres, not centimetres"
 
 
+def test_precomputed_vertices_and_pose_give_the_same_meshes(reconstructor, helen):
+    """The node synthesises model_vertices once per face and passes it (and the pose) on."""
+    face = reconstructor.reconstruct(frame_with([helen[0][0]]))[0]
+    K = camera.default_camera_matrix(640, 480)
+    vertices = face.model_vertices()
+    pose = face.optical_pose(K)
+    np.testing.assert_array_equal(face.image_vertices(vertices), face.image_vertices())
+    np.testing.assert_array_equal(face.optical_vertices(K, vertices, pose=pose),
+                                  face.optical_vertices(K))
+    np.testing.assert_array_equal(face.optical_vertices(K, pose=pose), face.optical_vertices(K))
+    # image pixels: u = x + tx, v = ty - y (y up -> y down), z kept, from s R V
+    posed = camera.pose_points(vertices, face.rotation, np.zeros(3), face.scale)
+    tx, ty = face.translation
+    np.testing.assert_array_equal(
+        face.image_vertices(vertices), np.column_stack((posed[:, 0] + tx, ty - posed[:, 1],
+                                                        posed[:, 2])))
+    # the arguments are used, not recomputed
+    np.testing.assert_array_equal(face.image_vertices(np.zeros_like(vertices)),
+                                  np.tile([tx, ty, 0.0], (len(vertices), 1)))
+    offset = np.array([0.1, -0.2, 0.3])
+    moved = type(pose)(pose.position + offset, pose.face_rotation, pose.gaze_rotation,
+                       pose.model_rotation)
+    np.testing.assert_allclose(face.optical_vertices(K, vertices, pose=moved),
+                               face.optical_vertices(K) + offset, atol=1e-12)
+
+
 def test_tracker_gives_stable_ids(face_model, reconstructor, helen):
     reconstructor.tracker = Tracker(min_hits=1)
     try:

@@ -258,6 +258,22 @@ def test_transforms_of_a_frontal_face(rc, header):
     np.testing.assert_allclose(rotate(gaze_q, [0, 0, 1]), [0, 0, -1], atol=1e-12)
 
 
+def test_transforms_reuse_the_message_pose_with_the_same_values(rc, header, face_model):
+    """The node passes face_to_msg's head_pose: same values as building the pose again."""
+    kwargs = face_kwargs(face_model.expression_names)
+    gaze_rotation = cam.gaze_frame_rotation(cam.euler_to_matrix(20, -5, 10))
+    msg = rc.face_to_msg(header, **kwargs)
+    built = rc.pose_to_transforms(header, "3", kwargs["position"], kwargs["face_rotation"],
+                                  gaze_rotation)
+    reused = rc.pose_to_transforms(header, "3", kwargs["position"], kwargs["face_rotation"],
+                                   gaze_rotation, face_pose=msg.head_pose)
+    assert reused == built
+    t, q = reused[0].transform.translation, reused[0].transform.rotation
+    p, o = msg.head_pose.position, msg.head_pose.orientation
+    assert [t.x, t.y, t.z, q.x, q.y, q.z, q.w] == [p.x, p.y, p.z, o.x, o.y, o.z, o.w]
+    assert q is not o, "the transform copies the message's values, it does not share them"
+
+
 def test_transforms_follow_yaw(rc, header):
     # yaw + : the nose moves towards image right (optical +x)
     r = cam.euler_to_matrix(30.0, 0.0, 0.0)

@@ -24,6 +24,7 @@ from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
 from .projection import LandmarkProjector
+from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
 
@@ -108,12 +109,13 @@ class Face:
         """(V, 3) the expression mesh in model space (cm), from the selected templates only."""
         return synthesize(self.model, self.coefficients, self.selected, self.identity)
 
-    def image_vertices(self) -> np.ndarray:
+    def image_vertices(self, vertices: np.ndarray | None = None) -> np.ndarray:
         """(V, 3) posed mesh in image pixels: x right, y down, z towards the viewer (pixels);
-        ready for core.render.render_mesh."""
-        posed = pose_points(self.model_vertices(), self.rotation, np.zeros(3), self.scale)
-        return np.column_stack((posed[:, 0] + self.translation[0], self.translation[1] - posed[:, 1],
-                                posed[:, 2]))
+        ready for core.render.render_mesh. ``vertices``: :meth:`model_vertices` if already
+        computed (default: synthesised here)."""
+        mesh = self.model_vertices() if vertices is None else vertices
+        posed = pose_points(mesh, self.rotation, np.zeros(3), self.scale)
+        return camera_to_pixels(posed, self.translation)
 
     def optical_pose(self, camera_matrix: np.ndarray) -> OpticalPose:
         """Metric pose from the camera matrix K (3x3), weak perspective at the sellion's depth."""
@@ -122,10 +124,14 @@ class Face:
         return OpticalPose(position, face_frame_rotation(self.rotation),
                            gaze_frame_rotation(self.rotation), core_to_optical_rotation(self.rotation))
 
-    def optical_vertices(self, camera_matrix: np.ndarray,
-                         vertices: np.ndarray | None = None) -> np.ndarray:
-        """(V, 3) mesh in metres in the optical frame, placed at :meth:`optical_pose`."""
-        pose = self.optical_pose(camera_matrix)
+    def optical_vertices(self, camera_matrix: np.ndarray, vertices: np.ndarray | None = None,
+                         pose: OpticalPose | None = None) -> np.ndarray:
+        """(V, 3) mesh in metres in the optical frame, placed at :meth:`optical_pose`.
+
+        ``vertices``: :meth:`model_vertices`, ``pose``: :meth:`optical_pose` of the same
+        ``camera_matrix``, if already computed (default: computed here).
+        """
+        pose = self.optical_pose(camera_matrix) if pose is None else pose
         mesh = self.model_vertices() if vertices is None else vertices
         sellion = mesh[self.model.landmarks68[SELLION]]
         return (mesh - sellion) @ pose.model_rotation.T * CM_TO_M + pose.position

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from face_expr_ros.training.datasets import load_teacher_cache  # noqa: E402
+from face_expr_ros.training.metrics import interocular_np  # noqa: E402
 
 SUBJECT_RIGHT_EYE, SUBJECT_LEFT_EYE = list(range(36, 42)), list(range(42, 48))
 
@@ -34,7 +35,7 @@ def asymmetries(record: dict) -> tuple[float, float, float, float] | None:
     if not scores or not points:
         return None
     pts = np.asarray(points, np.float64)
-    size = np.linalg.norm(pts[45] - pts[36])  # outer eye corners
+    size = float(interocular_np(pts))  # outer eye corners 36-45
     if size < 10:
         return None
     blink = scores["eyeBlinkLeft"] - scores["eyeBlinkRight"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from face_expr_ros.core.align import warp_crop
 from face_expr_ros.training import augmentation as aug
 
 SIZE = 128
@@ -46,7 +47,7 @@ def test_a_dot_lands_where_the_affine_says(seed):
     rng = np.random.default_rng(seed)
     point = rng.uniform(40, 88, 2)
     affine, flipped = aug.random_affine(rng, (SIZE, SIZE), SIZE)
-    warped = aug.warp(_blob(SIZE, point), affine, SIZE)
+    warped = warp_crop(_blob(SIZE, point), affine, SIZE)
     expected = aug.transform_landmarks(affine, point[None], flipped=False)[0]
     assert np.linalg.norm(_centroid(warped) - expected) < 0.2, (seed, flipped)
 
@@ -130,3 +131,31 @@ def test_grayscale_has_equal_channels_and_half_the_data_is_gray():
 def test_low_light_darkens():
     image = np.full((20, 20, 3), 200, np.uint8)
     assert aug.low_light(image, np.random.default_rng(0)).mean() < 0.65 * 200
+
+
+def test_pairs_validation_items_are_the_plain_crop_and_training_items_add_a_view(tmp_path):
+    from face_expr_ros.training.datasets import IndexEntry
+    from face_expr_ros.training.pairs import LandmarkPairs, PairParams, blendshape_target
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), np.random.default_rng(3).integers(0, 256, (120, 100, 3), np.uint8))
+    entry = IndexEntry(path, (_frontal_landmarks() * 0.6 + 10).astype(np.float32), {}, "human", "s")
+    params = PairParams(size=64)
+    val = LandmarkPairs([entry], params, train=False)
+    first, second = val[0], val[0]
+    assert set(first) == {"image", "l1", "blendshapes", "blendshape_mask"}
+    for key in first:
+        torch.testing.assert_close(first[key], second[key])  # validation: no randomness
+    assert first["image"].shape == (3, 64, 64) and first["l1"].shape == (68, 2)
+    assert not first["blendshape_mask"].any() and not first["blendshapes"].any()
+    item = LandmarkPairs([entry], params, train=True)[0]
+    assert set(item) == set(first) | {"image_aug", "l3", "affine", "permutation"}
+    flipped = not torch.equal(item["permutation"], torch.arange(68))
+    expected = aug.transform_landmarks(item["affine"].double(), item["l1"].double(), flipped)
+    torch.testing.assert_close(item["l3"].double(), expected, atol=1e-3, rtol=0)
+    scores = np.full(52, np.nan, np.float32)
+    scores[3] = 0.7
+    target = blendshape_target(scores)
+    assert target["blendshape_mask"].tolist() == [1.0 if k == 3 else 0.0 for k in range(52)]
+    assert target["blendshapes"][3] == pytest.approx(0.7)
+    assert target["blendshapes"].sum() == pytest.approx(0.7)  # NaN -> 0

@@ -164,6 +164,12 @@ def test_teacher_cache_later_lines_win_and_a_truncated_tail_is_ignored(tmp_path)
     assert sample.landmark_source == "teacher" and sample.landmarks.shape == (68, 2)
 
 
+def test_missing_teacher_cache_raises_unless_missing_ok(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ds.load_teacher_cache(tmp_path)
+    assert ds.load_teacher_cache(tmp_path, missing_ok=True) == {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Splits
 # ---------------------------------------------------------------------------------------------

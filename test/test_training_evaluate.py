@@ -53,3 +53,42 @@ def test_blendshape_agreement_against_a_known_teacher(data_root, face_model, tmp
     known = [i for i, n in enumerate(ARKIT_NAMES) if n != "tongueOut"]
     assert result["faces"] == len(ours) == 3
     assert result["mae"] == pytest.approx(np.abs(ours[:, known] - 0.5).mean())
+
+
+def test_evaluate_landmarks_counts_no_face_as_one_and_leaves_out_unreadable(tmp_path, monkeypatch,
+                                                                            caplog):
+    """One iterator serves all evaluations: (entry, face or None), unreadable files logged."""
+    import types
+
+    import cv2
+
+    from face_expr_ros.training import datasets
+    from face_expr_ros.training.evaluate import evaluate_landmarks, largest_faces
+
+    truth = np.zeros((68, 2))
+    truth[:, 0] = np.arange(68)
+    truth[45] = truth[36] + [40.0, 0.0]
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((100, 100, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((100, 100, 3), np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    entries = [datasets.IndexEntry(tmp_path / name, truth, {}, "human", "s")
+               for name in ("face.png", "broken.png", "blank.png")]
+
+    class Stub:  # finds a face, 4 px below the truth, in bright images only
+        def detect(self, image):
+            return [object()] if image.mean() > 100 else []
+
+        def reconstruct_boxes(self, image, detections):
+            return [types.SimpleNamespace(landmarks=truth + [0.0, 4.0])] if detections else []
+
+    found = [(e.path.name, face is not None) for e, face in largest_faces(Stub(), entries)]
+    assert found == [("face.png", True), ("blank.png", False)]
+    assert any("broken.png" in r.getMessage() for r in caplog.records)
+    assert [e.path.name for e, _ in largest_faces(Stub(), entries, limit=1)] == ["face.png"]
+    monkeypatch.setattr(datasets, "build_index", lambda set_name, root=None: entries)
+    monkeypatch.setattr(datasets, "split_of", lambda entry, *args: "val")
+    result = evaluate_landmarks(Stub(), ["s"])["s"]
+    assert result["faces"] == 2
+    assert result["nme68"] == pytest.approx((0.1 + 1.0) / 2)
+    assert result["nme51"] == pytest.approx((0.1 + 1.0) / 2)
+    assert result["failure_rate"] == 0.5

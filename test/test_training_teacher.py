@@ -1,5 +1,4 @@
 """Teacher landmarks and `face_expr annotate` (docs/teacher.md)."""
-import json
 import shutil
 import zlib
 
@@ -9,6 +8,7 @@ import pytest
 
 from face_expr_ros.cli import main
 from face_expr_ros.training import annotate, landmark_map, teacher
+from face_expr_ros.training.datasets import TEACHER_FILE, load_teacher_cache
 from face_expr_ros.training.metrics import nme_per_image
 from conftest import skip_or_fail
 
@@ -78,7 +78,7 @@ def test_annotate_command_records_and_summary(image_folder, tmp_path, default_te
     cache = tmp_path / "cache"
     assert main(["annotate", str(image_folder), "--out", str(cache), "--workers", "1"]) == 0
     assert "annotated 3, no face 1, failed 1 (5 new images, 0 already" in capsys.readouterr().out
-    records = annotate.load_annotations(cache)
+    records = load_teacher_cache(cache)
     assert {image: r["status"] for (s, image), r in records.items() if s == "myset"} == {
         "100032540_1.jpg": "ok", "100040721_1.jpg": "ok", "100040721_2.jpg": "ok",
         "sub/blank.png": "no_face", "corrupt.jpg": "failed"}
@@ -110,16 +110,16 @@ def test_resume_skips_done_images_and_ignores_truncated_line(image_folder, tmp_p
     CountingTeacher.calls = 0
     counts = annotate.annotate_folders([image_folder], cache, CountingTeacher, limit=2,
                                        progress=False)
-    assert CountingTeacher.calls == 2 and counts["ok"] == 2
-    with open(cache / annotate.ANNOTATIONS, "a") as f:  # a crash in the middle of a line
+    assert CountingTeacher.calls == 2 and counts["ok"] == 2 and counts[annotate.CACHED] == 0
+    with open(cache / TEACHER_FILE, "a") as f:  # a crash in the middle of a line
         f.write('{"set": "myset", "image": "corrupt.jpg", "sta')
-    assert len(annotate.load_annotations(cache)) == 2
+    assert len(load_teacher_cache(cache)) == 2
     counts = annotate.annotate_folders([image_folder], cache, CountingTeacher, progress=False)
     assert CountingTeacher.calls == 2 + 2  # 5 images, 2 done; corrupt.jpg never reaches the teacher
-    assert counts["ok"] == 2 and counts["failed"] == 1
-    records = annotate.load_annotations(cache)
+    assert counts["ok"] == 2 and counts["failed"] == 1 and counts[annotate.CACHED] == 2
+    records = load_teacher_cache(cache)
     assert len(records) == 5 and records[("myset", "corrupt.jpg")]["status"] == "failed"
-    lines = (cache / annotate.ANNOTATIONS).read_text().splitlines()
+    lines = (cache / TEACHER_FILE).read_text().splitlines()
     assert sum(1 for line in lines if line.startswith("{") and line.endswith("}")) == 5
     annotate.annotate_folders([image_folder], cache, CountingTeacher, progress=False)
     assert CountingTeacher.calls == 4
@@ -134,3 +134,15 @@ def test_small_crop_gets_assumed_box(default_teacher, data_root):
     faces = default_teacher(small)
     assert faces and faces[0].landmarks68.shape == (68, 2)
     assert np.all((faces[0].landmarks68 > -5) & (faces[0].landmarks68 < 53))
+
+
+def test_best_overlap_picks_the_largest_iou_above_the_threshold():
+    box = np.array([0.0, 0, 10, 10])
+    assert teacher._best_overlap(box, []) is None
+    assert teacher._best_overlap(box, [(20.0, 20, 30, 30)]) is None
+    # IoU 0.5, 0.81, 0.25: the second wins
+    assert teacher._best_overlap(box, [(0.0, 0, 5, 10), (0.5, 0.5, 9.5, 9.5), (0.0, 0, 10, 2.5)]) == 1
+    assert teacher._best_overlap(box, [(0.0, 0, 10, 2.5), (0.0, 0, 5, 10)]) == 1
+    assert teacher._best_overlap(box, [(0.0, 0, 10, 2.5)]) is None       # 0.25 < 0.3
+    assert teacher._best_overlap(box, [(0.0, 0, 10, 3)]) is None         # exactly 0.3: not above
+    assert teacher._best_overlap(box, [(0.0, 0, 5, 10), (0.0, 0, 10, 5)]) == 0  # tie: the first

@@ -15,7 +15,7 @@ largest face of an image is kept: the sets are single-face crops.
 
 The file is append-only and written by the main process alone (workers only compute): a run resumes
 by skipping images already present, later lines win, and a truncated last line (a crash mid-write)
-is ignored.
+is ignored. The one reader of the file is :func:`face_expr_ros.training.datasets.load_teacher_cache`.
 """
 from __future__ import annotations
 
@@ -27,34 +27,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-ANNOTATIONS = "annotations.jsonl"
+from ..cli_types import non_negative_int, positive_int
+
+# numpy/OpenCV (``datasets``) are imported inside functions: the CLI registers this command at start.
+
 STATUSES = ("ok", "no_face", "failed")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def load_annotations(cache_dir: str | os.PathLike) -> dict[tuple[str, str], dict]:
-    """(set, image) -> record from ``cache_dir/annotations.jsonl``; {} when there is none yet.
-
-    Later lines win; a malformed line (a truncated last line after a crash) is ignored.
-    """
-    path = Path(cache_dir) / ANNOTATIONS
-    records: dict[tuple[str, str], dict] = {}
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                record = json.loads(line)
-                records[(str(record["set"]), str(record["image"]))] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return records
-
-
-def image_files(folder: Path) -> list[str]:
-    """Image paths under ``folder`` (recursive), relative, POSIX, sorted."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+CACHED = "cached"
+"""Key of :func:`annotate_folders`' counts: records already in the cache before the run."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +78,10 @@ def _annotate_job(job: tuple[str, str, str]) -> dict:
 def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.PathLike,
                      teacher_factory: Callable, workers: int = 1, limit: int | None = None,
                      retry_failed: bool = False, progress: bool = True) -> Counter:
-    """Annotate every image of ``folders`` not yet in the cache; returns status -> count (this run).
+    """Annotate every image of ``folders`` not yet in the cache.
+
+    Returns status -> count of this run's records, plus :data:`CACHED` -> the number of records
+    (any set) the cache held before the run.
 
     Args:
         teacher_factory: picklable callable returning a teacher (called once per worker process).
@@ -109,20 +91,24 @@ def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.P
     """
     from tqdm import tqdm
 
+    from .datasets import TEACHER_FILE, image_files, load_teacher_cache
+
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    done = load_annotations(cache)
+    done = load_teacher_cache(cache, missing_ok=True)
     jobs = []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder")
         set_name = folder.resolve().name
-        todo = [image for image in image_files(folder)
+        images = sorted(p.relative_to(folder).as_posix() for p in image_files(folder))
+        todo = [image for image in images
                 if (set_name, image) not in done
                 or (retry_failed and done[(set_name, image)].get("status") == "failed")]
         jobs += [(str(folder), set_name, image) for image in todo[:limit]]
     counts: Counter = Counter({status: 0 for status in STATUSES})
-    path = cache / ANNOTATIONS
+    counts[CACHED] = len(done)
+    path = cache / TEACHER_FILE
     _repair_tail(path)
     with open(path, "a", encoding="utf-8") as out, \
             tqdm(total=len(jobs), unit="img", disable=not progress, file=sys.stderr) as bar:
@@ -190,9 +176,9 @@ def add_annotate_command(commands: argparse._SubParsersAction) -> None:
                         help="cache folder (created; annotations.jsonl inside)")
     parser.add_argument("--teacher", choices=teacher_names(), default=DEFAULT_TEACHER,
                         help=f"landmark teacher (default {DEFAULT_TEACHER}; docs/teacher.md)")
-    parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+    parser.add_argument("--workers", type=positive_int, default=max(1, min(2, os.cpu_count() or 1)),
                         metavar="N", help="worker processes (default: 2, or 1 on one core)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=non_negative_int, default=None, metavar="N",
                         help="at most N new images per folder (a trial run)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="redo images whose cached status is 'failed'")
@@ -204,25 +190,18 @@ def add_annotate_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_FAILURE, PROG, UsageError
-    from .teacher import TeacherUnavailable, create_teacher
+    from ..cli_types import UsageError
+    from .datasets import TEACHER_FILE
+    from .teacher import create_teacher
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    if args.limit is not None and args.limit < 0:
-        raise UsageError(f"--limit must be >= 0, got {args.limit}")
     for folder in args.folders:
         if not folder.is_dir():
             raise UsageError(f"{folder}: not a folder")
-    try:
-        create_teacher(args.teacher, args.assume_crop_below).close()  # fail now, not in a worker
-    except TeacherUnavailable as err:
-        print(f"{PROG} annotate: error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    before = len(load_annotations(args.out))
+    # fail now, not in a worker (TeacherUnavailable: one line from face_expr's main)
+    create_teacher(args.teacher, args.assume_crop_below).close()
     counts = annotate_folders(args.folders, args.out, _TeacherFactory(args.teacher,
                               args.assume_crop_below), args.workers, args.limit, args.retry_failed)
     total = sum(counts[s] for s in STATUSES)
     print(f"annotated {counts['ok']}, no face {counts['no_face']}, failed {counts['failed']} "
-          f"({total} new images, {before} already in {args.out / ANNOTATIONS})")
+          f"({total} new images, {counts[CACHED]} already in {args.out / TEACHER_FILE})")
     return 0

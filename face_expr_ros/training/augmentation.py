@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..core.align import warp_crop
 from ..core.camera import apply_affine, compose_affine
 
 
@@ -124,15 +125,6 @@ def random_affine(rng: np.random.Generator, in_size: tuple[int, int], out_size: 
     return affine, flipped
 
 
-def warp(image: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarray:
-    """(H, W, C) image -> (S, S, C) through the 2x3 ``affine`` (input -> output pixels).
-
-    Bilinear, border replicated (as :mod:`face_expr_ros.core.align` crops: no artificial edges).
-    """
-    return cv2.warpAffine(image, np.asarray(affine, np.float64), (out_size, out_size),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 # ---------------------------------------------------------------------------------------------
 # Photometric operations: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +211,7 @@ def augment(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Gene
     """
     size = out_size or max(image.shape[:2])
     affine, flipped = random_affine(rng, image.shape[:2], size, params)
-    warped = photometric(warp(image, affine, size), rng, params)
+    warped = photometric(warp_crop(image, affine, size), rng, params)
     moved = None
     if landmarks is not None:
         moved = transform_landmarks(affine, np.asarray(landmarks, np.float64), flipped).astype(np.float32)

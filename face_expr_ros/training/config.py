@@ -54,9 +54,10 @@ def _build(cls, values: dict, where: str):
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    defaults = cls()
     kwargs = {}
     for key, value in values.items():
-        default = getattr(cls(), key) if cls is not NetworkConfig else getattr(NetworkConfig(), key)
+        default = getattr(defaults, key)
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
             value = _build(type(default), value, f"{where}.{key}")
         kwargs[key] = value

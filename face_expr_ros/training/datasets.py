@@ -192,8 +192,9 @@ def _to_rgb8(decoded: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     raise ImageReadError(path, f"{image.shape[2]} channels")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted for a stable order."""
+def image_files(folder: Path) -> list[Path]:
+    """Image files (:data:`IMAGE_SUFFIXES`, any case) under ``folder`` (recursive), sorted for a
+    stable order. Used by the set indexes here and by ``face_expr annotate``."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -203,7 +204,7 @@ def _image_files(folder: Path) -> list[Path]:
 def _index_helen(folder: Path) -> list[IndexEntry]:
     """helen_train: images/NAME.jpg + landmarks/NAME.pts (human, 0-based copies)."""
     entries = []
-    for path in _image_files(folder / "images"):
+    for path in image_files(folder / "images"):
         pts = folder / "landmarks" / (path.stem + ".pts")
         landmarks = None
         if pts.is_file():
@@ -220,7 +221,7 @@ def _index_ytf(folder: Path) -> list[IndexEntry]:
     """ytf_train: images/NAME.jpg + keypoints.csv (human-placed, noisy)."""
     table = read_keypoints_csv(folder / "keypoints.csv") if (folder / "keypoints.csv").is_file() else {}
     entries = []
-    for path in _image_files(folder / "images"):
+    for path in image_files(folder / "images"):
         landmarks = table.get(path.name)
         labels = {"person": m.group(1)} if (m := _YTF_PERSON.match(path.stem)) else {}
         entries.append(IndexEntry(path, landmarks, labels,
@@ -237,7 +238,7 @@ def _index_lfw(folder: Path) -> list[IndexEntry]:
                 if row.get("image") and row.get("emotion"):
                     emotions[row["image"]] = row["emotion"].strip().lower()
     entries = []
-    for path in _image_files(folder / "images"):
+    for path in image_files(folder / "images"):
         labels: dict = {"person": _LFW_PERSON.sub("", path.stem)}
         if path.name in emotions:
             labels["emotion"] = emotions[path.name]
@@ -248,13 +249,13 @@ def _index_lfw(folder: Path) -> list[IndexEntry]:
 def _index_utkface(folder: Path) -> list[IndexEntry]:
     """utkface: images/AGE_GENDER_RACE_DATE.jpg.chip.jpg (labels in the name; some names lack some)."""
     return [IndexEntry(p, None, utkface_labels(p.name), None, "utkface")
-            for p in _image_files(folder / "images")]
+            for p in image_files(folder / "images")]
 
 
 def _index_fer(folder: Path) -> list[IndexEntry]:
     """fer2013_train: images/EMOTION/NAME.jpg."""
     entries = []
-    for path in _image_files(folder / "images"):
+    for path in image_files(folder / "images"):
         emotion = _FER_TO_EMOTION.get(path.parent.name.lower())
         entries.append(IndexEntry(path, None, {"emotion": emotion} if emotion else {}, None,
                                   "fer2013_train"))
@@ -302,17 +303,25 @@ DATASETS: dict[str, Callable[[Path], list[IndexEntry]]] = {
 TEACHER_FILE = "annotations.jsonl"
 
 
-def load_teacher_cache(folder: str | os.PathLike) -> dict[tuple[str, str], dict]:
+def load_teacher_cache(folder: str | os.PathLike,
+                       missing_ok: bool = False) -> dict[tuple[str, str], dict]:
     """Read ``folder/annotations.jsonl``: (set, image path relative to the set folder) -> record.
 
     Later lines for the same image win; a truncated last line (an interrupted writer) is ignored;
-    another malformed line is skipped with a warning.
+    another malformed line is skipped with a warning. The one reader of the cache (training,
+    evaluation and ``face_expr annotate``, which writes it).
+
+    Args:
+        missing_ok: return {} when there is no ``annotations.jsonl`` yet (a first annotate run)
+            instead of raising FileNotFoundError.
     """
     path = Path(folder) / TEACHER_FILE
     if not path.is_file():
+        if missing_ok:
+            return {}
         raise FileNotFoundError(f"teacher cache {folder}: no {TEACHER_FILE}")
     records: dict[tuple[str, str], dict] = {}
-    lines = path.read_text().split("\n")
+    lines = path.read_text(encoding="utf-8").split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

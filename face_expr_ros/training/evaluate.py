@@ -67,39 +67,36 @@ def faces_of(reconstructor, image: np.ndarray):
 
 
 def largest_faces(reconstructor, entries, limit: int | None = None):
-    """(entry, largest face) for the first ``limit`` entries whose image reads and has a face."""
+    """(entry, largest face or None when none is found) for each readable image among the first
+    ``limit`` entries; unreadable images are logged and left out."""
     from .datasets import load_image_rgb
 
     for entry in entries[:limit] if limit else entries:
         try:
-            faces = faces_of(reconstructor, load_image_rgb(entry.path))
-        except OSError:
+            image = load_image_rgb(entry.path)
+        except OSError as err:
+            log.warning("skipped %s", err)
             continue
-        if faces:
-            yield entry, faces[0]
+        faces = faces_of(reconstructor, image)
+        yield entry, faces[0] if faces else None
 
 
 def evaluate_landmarks(reconstructor, sets: list[str], root=None, limit: int | None = None) -> dict:
-    from .datasets import build_index, load_image_rgb, split_of
+    """NME per set on its human-labelled validation split; an image with no face found counts as
+    NME 1.0, an unreadable image is left out."""
+    from .datasets import build_index, split_of
     from .metrics import nme_per_image
 
     out = {}
     for set_name in sets:
         entries = [e for e in build_index(set_name, root)
                    if e.landmarks is not None and e.landmark_source == "human" and split_of(e) == "val"]
-        entries = entries[:limit] if limit else entries
         n68, n51 = [], []
-        for entry in entries:
-            try:
-                image = load_image_rgb(entry.path)
-            except OSError as err:
-                log.warning("skipped %s", err)
-                continue
-            faces = faces_of(reconstructor, image)
-            if not faces:
+        for entry, face in largest_faces(reconstructor, entries, limit):
+            if face is None:
                 n68.append(1.0), n51.append(1.0)
                 continue
-            a, b = (float(v) for v in nme_per_image(faces[0].landmarks, entry.landmarks))
+            a, b = (float(v) for v in nme_per_image(face.landmarks, entry.landmarks))
             n68.append(a), n51.append(b)
         n68, n51 = np.array(n68), np.array(n51)
         out[set_name] = {"faces": int(len(n68)), "nme68": float(np.mean(n68)),
@@ -119,7 +116,8 @@ def expression_scores(reconstructor, set_name: str, labels: tuple[str, str], nam
         entries = [e for e in build_index(set_name, root)
                    if e.labels.get("emotion") == label and split_of(e) == "val"]
         for _, face in largest_faces(reconstructor, entries, limit):
-            scores[label].append(float(face.coefficients[index].sum()))
+            if face is not None:
+                scores[label].append(float(face.coefficients[index].sum()))
     pos, neg = np.array(scores[labels[0]]), np.array(scores[labels[1]])
     return {"score": " + ".join(names), "positive": labels[0], "negative": labels[1],
             "n_positive": int(len(pos)), "n_negative": int(len(neg)),
@@ -138,8 +136,9 @@ def blendshape_agreement(reconstructor, set_name: str, teacher_cache: dict, root
                if e.blendshapes is not None and split_of(e) == "val"]
     ours, theirs = [], []
     for entry, face in largest_faces(reconstructor, entries, limit):
-        ours.append(to_arkit(face.names, face.coefficients))
-        theirs.append(entry.blendshapes)
+        if face is not None:
+            ours.append(to_arkit(face.names, face.coefficients))
+            theirs.append(entry.blendshapes)
     if not ours:
         return {"faces": 0, "mae": float("nan"), "mean_correlation": float("nan")}
     a, b = np.array(ours), np.array(theirs, np.float64)

@@ -126,8 +126,10 @@ def fit_map(mesh: np.ndarray, labels: np.ndarray, k: int) -> tuple[tuple[tuple[i
     """
     from scipy.optimize import nnls
 
+    from .metrics import interocular_np
+
     mesh, labels = np.asarray(mesh, np.float64), np.asarray(labels, np.float64)
-    iod = np.linalg.norm(labels[:, 36] - labels[:, 45], axis=-1)[:, None, None]
+    iod = interocular_np(labels)[:, None, None]
     mesh, labels = mesh / iod, labels / iod
     table = []
     for point in range(N_IBUG):

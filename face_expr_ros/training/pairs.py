@@ -54,21 +54,20 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class LandmarkPairs(Dataset):
-    """Items: dict of ``image`` (3,S,S), ``l1`` (68,2), ``image_aug``, ``l3``, ``affine`` (2,3),
-    ``permutation`` (68,), ``set_index``, ``blendshapes`` and ``blendshape_mask`` (52,). Unreadable images are replaced by another random item
-    (logged and counted in ``skipped``), so an epoch never stops on a bad file."""
+    """Training items (``train=True``): dict of ``image`` (3,S,S), ``l1`` (68,2), ``image_aug``,
+    ``l3``, ``affine`` (2,3), ``permutation`` (68,), ``blendshapes`` and ``blendshape_mask`` (52,).
+    Validation items (``train=False``): the unjittered crop only, ``image``, ``l1``, ``blendshapes``
+    and ``blendshape_mask`` (validation reads no second view). Unreadable images are replaced by
+    another random item (logged), so an epoch never stops on a bad file."""
 
     def __init__(self, entries: list[IndexEntry], params: PairParams = PairParams(),
-                 train: bool = True, seed: int = 0):
+                 train: bool = True):
         usable = [e for e in entries if e.landmarks is not None]
         if not usable:
             raise ValueError("no entries with landmarks: annotate the sets first (face_expr annotate)")
         self.entries = usable
         self.params = params
         self.train = train
-        self.seed = seed
-        self.skipped = 0
-        self.set_names = sorted({e.set_name for e in usable})
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -79,35 +78,32 @@ class LandmarkPairs(Dataset):
             try:
                 image = load_image_rgb(entry.path)
             except OSError as err:
-                self.skipped += 1
                 log.warning("skipping unreadable %s: %s", entry.path, err)
                 index = random.Random(index + attempt).randrange(len(self.entries))
                 continue
-            return self._pair(image, entry, index)
+            return self._pair(image, entry)
         raise RuntimeError("10 unreadable images in a row: check the data folder")
 
-    def _rng(self, index: int) -> np.random.Generator:
-        # Training: fresh randomness per call (torch seeds each worker); validation: fixed per item.
-        if self.train:
-            return np.random.default_rng(torch.randint(0, 2**62, ()).item())
-        return np.random.default_rng([self.seed, index])
-
-    def _pair(self, image: np.ndarray, entry: IndexEntry, index: int) -> dict[str, torch.Tensor]:
-        rng = self._rng(index)
+    def _pair(self, image: np.ndarray, entry: IndexEntry) -> dict[str, torch.Tensor]:
         size = self.params.size
-        to_crop = jittered_crop_affine(entry.landmarks, self.params, rng if self.train else None)
+        # Training: fresh randomness per call (torch seeds each worker); validation: no randomness
+        # (the crop is not jittered and no second view is made).
+        rng = np.random.default_rng(torch.randint(0, 2**62, ()).item()) if self.train else None
+        to_crop = jittered_crop_affine(entry.landmarks, self.params, rng)
         crop = warp_crop(image, to_crop, size)
         l1 = apply_affine(to_crop, entry.landmarks.astype(np.float64))
+        item = {"image": to_tensor(crop), "l1": torch.from_numpy(l1).float(),
+                **blendshape_target(entry.blendshapes)}
+        if not self.train:
+            return item
         aug = augment(crop, l1, rng, size, self.params.augment)
         permutation = FLIP_PERMUTATION_68 if aug.flipped else IDENTITY_PERMUTATION
-        return {
-            "image": to_tensor(crop), "l1": torch.from_numpy(l1).float(),
+        item.update({
             "image_aug": to_tensor(aug.image), "l3": torch.from_numpy(aug.landmarks).float(),
             "affine": torch.from_numpy(aug.affine).float(),
             "permutation": torch.from_numpy(np.asarray(permutation, dtype=np.int64)),
-            "set_index": torch.tensor(self.set_names.index(entry.set_name)),
-            **blendshape_target(entry.blendshapes),
-        }
+        })
+        return item
 
 
 N_ARKIT = 52
@@ -116,7 +112,9 @@ N_ARKIT = 52
 def blendshape_target(scores: np.ndarray | None) -> dict[str, torch.Tensor]:
     """``blendshapes`` (52,) teacher scores (0 where missing) and ``blendshape_mask`` (52,) for the
     unaugmented crop (the expression loss uses the first view only, so flips need no re-indexing)."""
-    values = np.zeros(N_ARKIT, np.float32) if scores is None else np.asarray(scores, np.float32)
-    mask = np.isfinite(values).astype(np.float32)
+    if scores is None:
+        return {"blendshapes": torch.zeros(N_ARKIT, dtype=torch.float32),
+                "blendshape_mask": torch.zeros(N_ARKIT, dtype=torch.float32)}
+    values = np.asarray(scores, np.float32)
     return {"blendshapes": torch.from_numpy(np.nan_to_num(values, nan=0.0)),
-            "blendshape_mask": torch.from_numpy(mask if scores is not None else np.zeros(N_ARKIT, np.float32))}
+            "blendshape_mask": torch.from_numpy(np.isfinite(values).astype(np.float32))}

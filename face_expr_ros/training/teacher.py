@@ -256,18 +256,17 @@ class MediaPipeTeacher:
         return sorted(faces, key=lambda f: -f.area)
 
 
-def _best_overlap(box: np.ndarray, boxes: list[tuple[float, ...]]) -> int | None:
-    """Index of the box in ``boxes`` with the largest IoU (> 0.3) with ``box``, else None."""
-    best, best_iou = None, 0.3
-    for i, other in enumerate(boxes):
-        ix = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
-        iy = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
-        inter = ix * iy
-        union = (box[2] - box[0]) * (box[3] - box[1]) + (other[2] - other[0]) * (other[3] - other[1])
-        iou = inter / max(union - inter, 1e-9)
-        if iou > best_iou:
-            best, best_iou = i, iou
-    return best
+def _best_overlap(box: np.ndarray, boxes: list[tuple[float, ...]],
+                  threshold: float = 0.3) -> int | None:
+    """Index of the box in ``boxes`` with the largest IoU (> ``threshold``) with ``box``, else None
+    (the first on a tie)."""
+    from ..core.tracking import box_iou  # scipy: not at import (the CLI imports this module)
+
+    if len(boxes) == 0:
+        return None
+    iou = box_iou(box, np.asarray(boxes, np.float64))[0]
+    best = int(np.argmax(iou))
+    return best if iou[best] > threshold else None
 
 
 class DlibTeacher:

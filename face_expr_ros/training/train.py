@@ -93,8 +93,8 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         keep = np.random.default_rng(config.seed).choice(len(val_entries), config.val_max_faces,
                                                          replace=False)
         val_entries = [val_entries[i] for i in sorted(keep)]
-    return (LandmarkPairs(train_entries, params, train=True, seed=config.seed),
-            LandmarkPairs(val_entries, params, train=False, seed=config.seed), weights)
+    return (LandmarkPairs(train_entries, params, train=True),
+            LandmarkPairs(val_entries, params, train=False), weights)
 
 
 class Trainer:
@@ -178,14 +178,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
-    def validate(self, limit: int | None = None) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         self.net.eval()
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
                             num_workers=self.config.data.workers)
         errors68, errors51, blend_error, blend_count = [], [], 0.0, 0.0
-        for i, batch in enumerate(loader):
-            if limit is not None and i * self.config.batch_size >= limit:
-                break
+        for batch in loader:
             l2, params = self.landmarks(batch["image"].to(self.device))
             l1 = batch["l1"].to(self.device)
             errors68.append(nme(l2, l1).cpu())

@@ -99,3 +99,29 @@ def test_inputs_expand_files_folders_globs(tmp_path):
     assert [p.name for p in files] == ["x.jpg", "y.PNG", "z.png"]  # z.png once
     assert [b.reason for b in bad] == ["no such file or folder", "no image file matches this pattern"]
     assert output_stems([tmp_path / "a/x.jpg", tmp_path / "x.png", tmp_path / "b/x.png"]) == ["x", "x-2", "x-3"]
+
+
+def test_files_and_compressed_messages_judge_truncation_alike(tmp_path):
+    """core.imageio (files) and core.image_msgs (the node, bags) accept and refuse the same bytes."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from face_expr_ros.core.image_msgs import ImageConversionError, compressed_to_rgb
+
+    jpeg = cv2.imencode(".jpg", RGB)[1].tobytes()
+    png = cv2.imencode(".png", RGB)[1].tobytes()
+    cases = {"trailer.jpg": (jpeg + b"camera trailer", None),  # bytes after the end marker: fine
+             "cut.jpg": (jpeg[: len(jpeg) // 2], "truncated JPEG"),
+             "cut.png": (png[:-20], "truncated PNG")}
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        msg = SimpleNamespace(format=name.split(".")[1], data=np.frombuffer(data, np.uint8))
+        if reason is None:
+            assert load_image(tmp_path / name).rgb.shape == (30, 40, 3)
+            assert compressed_to_rgb(msg).shape == (30, 40, 3)
+        else:
+            with pytest.raises(ImageLoadError, match=reason):
+                load_image(tmp_path / name)
+            with pytest.raises(ImageConversionError, match=reason):
+                compressed_to_rgb(msg)

@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .imageio import truncation_reason
+
 # 40 Mpx: above any camera a face node should see (8K UHD is 33 Mpx); 8000x8000 is rejected.
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -96,12 +98,10 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     data = _as_bytes(msg.data)
     if data.size == 0:
         raise ImageConversionError(f"CompressedImage (format {fmt!r}) has no data")
-    raw = data.tobytes()
-    # libjpeg decodes a truncated JPEG with a warning, filling the rest with grey: refuse it here.
-    if raw[:2] == b"\xff\xd8" and not raw.rstrip(b"\x00")[-2:] == b"\xff\xd9":
-        raise ImageConversionError(
-            f"CompressedImage (format {fmt!r}, {data.size} bytes) is a truncated JPEG "
-            "(no end-of-image marker)")
+    truncated = truncation_reason(data[:8].tobytes() + data[-64:].tobytes())  # not a full copy
+    if truncated is not None:
+        raise ImageConversionError(f"CompressedImage (format {fmt!r}, {data.size} bytes) is a "
+                                   f"{truncated}")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(

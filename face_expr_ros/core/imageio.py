@@ -57,16 +57,24 @@ class LoadedImage:
     mode: str
 
 
-def check_not_truncated(path: str | os.PathLike, data: bytes) -> None:
-    """Decoders fill a truncated JPEG/PNG with grey rows without an error: catch it from the bytes.
-
-    Raises:
-        ImageLoadError: a JPEG without its end-of-image marker or a PNG without its IEND chunk.
+def truncation_reason(data: bytes) -> str | None:
+    """Why ``data`` is a truncated JPEG/PNG, or None. Decoders fill a truncated file with grey rows
+    without an error, so it is judged from the bytes: a JPEG needs its end-of-image marker in the
+    last 64 bytes (0xFF is byte-stuffed in entropy-coded data, so 0xFFD9 is only ever the marker),
+    a PNG its IEND chunk in the last 16. ``data`` may be just the first 8 and the last 64 bytes.
     """
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise ImageLoadError(path, "truncated JPEG (no end-of-image marker)")
+        return "truncated JPEG (no end-of-image marker)"
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
-        raise ImageLoadError(path, "truncated PNG (no IEND chunk)")
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def check_not_truncated(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`truncation_reason` as an :class:`ImageLoadError` for the file ``path``."""
+    reason = truncation_reason(data)
+    if reason is not None:
+        raise ImageLoadError(path, reason)
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:

@@ -64,11 +64,13 @@ def face_to_dict(face: Face, width: int, height: int, arkit: bool = False) -> di
 
 
 def image_record(image: str, width: int, height: int, faces: Sequence[Face],
-                 arkit: bool = False) -> dict[str, Any]:
-    """The record of one image; faces sorted by box area, largest first."""
+                 arkit: bool = False, track_ids: bool = False) -> dict[str, Any]:
+    """The record of one image; faces sorted by box area, largest first. ``track_ids``: each face
+    starts with its tracking ``"id"`` (video JSON lines; not part of the photo contract)."""
     ordered = sorted(faces, key=lambda f: -f.area)
     return {"image": str(image), "width": int(width), "height": int(height),
-            "faces": [face_to_dict(f, width, height, arkit) for f in ordered]}
+            "faces": [{**({"id": f.id} if track_ids else {}), **face_to_dict(f, width, height, arkit)}
+                      for f in ordered]}
 
 
 class ContractError(ValueError):

@@ -49,14 +49,3 @@ class LandmarkProjector(nn.Module):
         landmarks3d = model_landmarks(self.posed_vertices(params, mask), self.curves)
         centre = (input_size - 1) / 2.0
         return project_orthographic(landmarks3d) + centre
-
-
-def posed_mesh(model: FaceModel, params: FaceParams, index: int = 0,
-               selected: np.ndarray | None = None) -> np.ndarray:
-    """(V, 3) full posed mesh of face ``index`` in crop pixels (y up), numpy, for rendering."""
-    from .synthesis import synthesize
-
-    p = params.detach()[index]
-    mesh = synthesize(model, p.expression.cpu().numpy(), selected, p.identity.cpu().numpy())
-    return pose_points(mesh, p.rotation.cpu().numpy(), p.translation.cpu().numpy(),
-                       float(p.scale.cpu()))

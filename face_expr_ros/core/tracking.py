@@ -383,7 +383,6 @@ class Tracker:
                  smoothing: bool = True, min_cutoff: float = 1.0, beta: float = 0.5,
                  pose_min_cutoff: float = 1.0, pose_beta: float = 1.0,
                  d_cutoff: float = 1.0) -> None:
-        self.min_hits, self.max_missed, self.iou_threshold = 2, 5, 0.3
         self.smoothing_parameters = SmoothingParameters()
         self._tracks: list[_Track] = []
         self._dropped: list[str] = []

@@ -14,8 +14,9 @@ import math
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..core.image_msgs import ImageConversionError
 from .frames import DEFAULT_FPS, Frame, FrameSource, FrameSourceError
-from .image_msgs import IMAGE_TYPES, ImageMessageError, message_to_rgb
+from .image_msgs import IMAGE_TYPES, message_to_rgb
 
 
 class BagFrames(FrameSource):
@@ -70,7 +71,7 @@ class BagFrames(FrameSource):
                 continue
             try:
                 rgb = message_to_rgb(msg, connection.msgtype)
-            except ImageMessageError as err:
+            except ImageConversionError as err:
                 self._skip(index, f"{connection.msgtype}: {err}")
                 continue
             stamp_ns = _stamp_ns(msg) or int(log_ns)

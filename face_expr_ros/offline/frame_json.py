@@ -17,19 +17,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..core.face_json import RECORD_KEYS, face_to_dict
+from ..core.face_json import RECORD_KEYS, image_record
 from ..core.reconstruct import Face
-
-FRAME_KEYS = ("frame", "time_s", "timecode")
-
 
 def frame_record(index: int, time_s: float, timecode: str, image: str, width: int, height: int,
                  faces: Sequence[Face], arkit: bool = False) -> dict[str, Any]:
-    """The JSON line of one frame; faces sorted by box area, largest first."""
-    ordered = sorted(faces, key=lambda f: -f.area)
+    """The JSON line of one frame: the frame fields, then the image record with track ids."""
     return {"frame": int(index), "time_s": float(time_s), "timecode": timecode,
-            "image": str(image), "width": int(width), "height": int(height),
-            "faces": [{"id": f.id, **face_to_dict(f, width, height, arkit)} for f in ordered]}
+            **image_record(image, width, height, faces, arkit, track_ids=True)}
 
 
 def contract_view(record: dict[str, Any]) -> dict[str, Any]:

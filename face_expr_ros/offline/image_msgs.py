@@ -14,7 +14,6 @@ from ..core.image_msgs import ImageConversionError, compressed_to_rgb, image_to_
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
-ImageMessageError = ImageConversionError
 
 
 def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:

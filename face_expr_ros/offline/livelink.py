@@ -89,7 +89,6 @@ class LiveLinkWriter:
 
     def __init__(self, handle: TextIO, fps: float) -> None:
         self.fps = fps
-        self.rows = 0
         self._csv = csv.writer(handle, lineterminator="\n")
         self._csv.writerow(HEADER)
 
@@ -98,4 +97,3 @@ class LiveLinkWriter:
         values = ["" for _ in VALUE_COLUMNS] if face is None else \
             [f"{v:.6f}" for v in face_values(face)]
         self._csv.writerow([timecode(time_s, self.fps), BLEND_SHAPE_COUNT, *values])
-        self.rows += 1

@@ -19,18 +19,18 @@ BOX_RGB = (255, 200, 0)
 MESH_ALPHA = 0.5
 
 
-def draw_overlay(rgb: np.ndarray, faces: Sequence[Face], region: str = "face",
-                 label: bool = True) -> np.ndarray:
-    """A copy of the (H, W, 3) uint8 RGB image with every face's posed mesh and landmarks."""
-    out = np.ascontiguousarray(rgb).copy()
+def draw_overlay(rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """A copy of the (H, W, 3) uint8 RGB image with every face's posed mesh (face area),
+    landmarks, box and label."""
+    out = np.ascontiguousarray(rgb)
+    if faces:
+        triangles = region_triangles(faces[0].model, "face")  # one model for all faces
     for face in faces:
-        triangles = region_triangles(face.model, region)
         out = render_mesh(face.image_vertices(), triangles, out, color=MESH_RGB, alpha=MESH_ALPHA)
         side = float(face.box[2] - face.box[0])
         out = draw_landmarks(out, face.landmarks, radius=max(1.2, side / 70))
-        if label:
-            _draw_box(out, face)
-    return out
+        _draw_box(out, face)
+    return out if faces else out.copy()
 
 
 def _draw_box(image: np.ndarray, face: Face) -> None:

@@ -169,3 +169,25 @@ def test_nothing_to_draw_leaves_the_background():
     assert (render.render_mesh(np.zeros((3, 3)), empty, background) == 7).all()
     off_image = np.array([[-50.0, -50.0, 0.0], [-40.0, -50.0, 0.0], [-50.0, -40.0, 0.0]])
     assert not render.silhouette_mask(off_image, np.array([[0, 1, 2]]), (8, 8)).any()
+
+
+def test_only_the_mesh_window_is_drawn_and_it_does_not_depend_on_the_frame(face_model):
+    """render_mesh shades just the pixels the mesh can cover: the same face drawn into a larger
+    frame at an integer offset gives the same pixels (within one grey level of rounding), and
+    everything outside the mesh's box is the background, untouched."""
+    vertices = posed_pixels(face_model) * np.array([0.5, 0.5, 0.5])  # a 128 px face
+    triangles = render.region_triangles(face_model, "face")
+    small_bg = np.full((140, 140, 3), 40, np.uint8)
+    small = render.render_mesh(vertices, triangles, small_bg, alpha=0.7, supersample=2)
+    big_bg = np.full((400, 600, 3), 40, np.uint8)
+    big = render.render_mesh(vertices + np.array([300.0, 200.0, 0.0]), triangles, big_bg,
+                             alpha=0.7, supersample=2)
+    window = big[200:340, 300:440]
+    assert np.abs(window.astype(int) - small).max() <= 1
+    assert (small != 40).any()
+    outside = np.ones(big.shape[:2], bool)
+    outside[200:340, 300:440] = False
+    assert (big[outside] == 40).all()
+    assert (big_bg == 40).all()  # the background is not modified
+    off = render.render_mesh(vertices - 1000.0, triangles, big_bg)
+    assert off is not big_bg and (off == big_bg).all()

@@ -334,33 +334,57 @@ def render_mesh(vertices_px: np.ndarray, triangles: np.ndarray, image: np.ndarra
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if supersample < 1:
         raise ValueError(f"supersample must be >= 1, got {supersample}")
-    h, w = background.shape[:2]
     vertices = _check_vertices(vertices_px)
     tris = _check_triangles(triangles, len(vertices))
-    shade = _vertex_shading(vertices, tris, color, light_dir, ambient)
+    out = background.copy()
+    window = _mesh_window(vertices, tris, background.shape[:2])
+    if window is None:  # nothing of the mesh inside the image
+        return out
+    x0, y0, x1, y1 = window  # only these pixels can change: shade and blend just them
+    local = vertices - np.array([x0, y0, 0.0])  # integer shift: the same pixel centres
+    h, w = y1 - y0, x1 - x0
+    shade = _vertex_shading(local, tris, color, light_dir, ambient)
     k = int(supersample)
     # Pixel centre i of the big image covers [i - 0.5, i + 0.5] / k of the small one.
-    scaled = np.concatenate(((vertices[:, :2] + 0.5) * k - 0.5, vertices[:, 2:] * k), axis=1)
+    scaled = np.concatenate(((local[:, :2] + 0.5) * k - 0.5, local[:, 2:] * k), axis=1)
     raster = rasterize(scaled, tris, (h * k, w * k))
-    rgb, coverage = _shade_pixels(raster, tris, shade, vertices, back_color)
+    rgb, coverage = _shade_pixels(raster, tris, shade, local, back_color)
     if k > 1:  # box filter: mean of each k x k block
         rgb = rgb.reshape(h, k, w, k, 3).mean(axis=(1, 3))
         coverage = coverage.reshape(h, k, w, k).mean(axis=(1, 3))
         rgb = rgb / np.maximum(coverage, 1e-9)[..., None]  # un-premultiply
     weight = alpha * coverage[..., None]
-    out = (1.0 - weight) * background + weight * rgb
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    below = out[y0:y1, x0:x1].astype(np.float64)
+    out[y0:y1, x0:x1] = np.clip(np.rint((1.0 - weight) * below + weight * rgb), 0, 255)
+    return out
+
+
+def _mesh_window(vertices: np.ndarray, tris: np.ndarray,
+                 size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), end exclusive: the image pixels the triangles can cover (their vertices'
+    box, one pixel wider for rounding), or None when it misses the image."""
+    used = vertices[np.unique(tris)] if tris.size else vertices[:0]
+    finite = used[np.isfinite(used[:, :2]).all(axis=1)]
+    if not len(finite):
+        return None
+    h, w = size
+    low = np.floor(finite[:, :2].min(axis=0)).astype(np.int64) - 1
+    high = np.ceil(finite[:, :2].max(axis=0)).astype(np.int64) + 2
+    x0, y0 = max(int(low[0]), 0), max(int(low[1]), 0)
+    x1, y1 = min(int(high[0]), w), min(int(high[1]), h)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def _background(image: np.ndarray | Size) -> np.ndarray:
+    """The (H, W, 3) uint8 image to draw over (a black one for a size)."""
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
-        return image.astype(np.float64)
+        return image
     h, w = (int(v) for v in image)
     if h <= 0 or w <= 0:
         raise ValueError(f"image size must be positive (h, w), got {image!r}")
-    return np.zeros((h, w, 3))
+    return np.zeros((h, w, 3), np.uint8)
 
 
 def _vertex_shading(vertices: np.ndarray, tris: np.ndarray, color: Sequence[float] | np.ndarray,

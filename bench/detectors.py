@@ -36,7 +36,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from face_expr_ros.core.detect import (IBUG_KEYPOINTS, DetectorError,  # noqa: E402
                                        create_detector)
+from face_expr_ros.core.align import landmark_box  # noqa: E402
+from face_expr_ros.core.tracking import box_iou  # noqa: E402
 from face_expr_ros.data_paths import data_root  # noqa: E402
+from face_expr_ros.training.datasets import read_pts  # noqa: E402
 
 DETECTORS = ("libfacedetection", "blazeface", "dlib_hog")
 SETS = ("helen_train", "ytf_train", "utkface", "lfw_gray", "fer2013_train")
@@ -65,23 +68,10 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_pts(path: Path) -> np.ndarray:
-    """iBUG .pts (68 x 2, the shared files are 0-based already)."""
-    lines = path.read_text().splitlines()
-    start = lines.index("{") + 1
-    return np.array([[float(v) for v in line.split()] for line in lines[start:start + 68]])
 
 
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    return np.array([*points.min(axis=0), *points.max(axis=0)])
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def paste(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
@@ -143,7 +133,8 @@ def rates(det, root: Path, n: int) -> dict[str, dict[str, float]]:
             if name == "helen_train":
                 pts = read_pts(path.parent.parent / "landmarks" / (path.stem + ".pts"))
                 ref = landmark_box(pts) + (ox, oy, ox, oy)
-                matched += any(iou(f.box, ref) > 0.3 for f in faces)
+                boxes = np.array([f.box for f in faces]).reshape(-1, 4)
+                matched += bool((box_iou(boxes, ref[None]) > 0.3).any())
         out[name] = {"crop": crop / len(files), "frame": frame / len(files),
                      "n": len(files), "up": small_up / len(files)}
         if name == "helen_train":
@@ -184,7 +175,9 @@ def calibration(det, faces) -> dict[str, float] | None:
     rows, kp_err = [], []
     for image, pts in faces:
         ref = landmark_box(pts)
-        hits = [f for f in det.detect(image) if iou(f.box, ref) > 0.3]
+        found = det.detect(image)
+        overlaps = box_iou(np.array([f.box for f in found]).reshape(-1, 4), ref[None])[:, 0]
+        hits = [f for f, overlap in zip(found, overlaps) if overlap > 0.3]
         if not hits:
             continue
         f = hits[0]

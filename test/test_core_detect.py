@@ -1,7 +1,6 @@
 """core.detect: the default face detector on helen crops, side-by-side faces, huge and gray images,
 bad input; the optional backends where their packages are installed. No network."""
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,7 +8,10 @@ import pytest
 
 from conftest import skip_or_fail
 from face_expr_ros.core import detect
+from face_expr_ros.core.align import landmark_box
 from face_expr_ros.core.detect import IBUG_KEYPOINTS, Detection, DetectorError, create_detector
+from face_expr_ros.core.tracking import box_iou
+from face_expr_ros.training.datasets import read_pts
 
 HELEN = ("100032540_1", "100040721_1", "100040721_2", "1004467229_1")
 
@@ -35,21 +37,10 @@ def helen(data_root):
     return out
 
 
-def read_pts(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    start = lines.index("{") + 1
-    return np.array([[float(v) for v in ln.split()] for ln in lines[start:start + 68]])
 
 
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    return np.array([*points.min(axis=0), *points.max(axis=0)])
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union
 
 
 def check_detection(d: Detection, shape) -> None:
@@ -65,7 +56,7 @@ def test_helen_faces_match_landmark_box(detector, helen):
         faces = detector.detect(image)
         assert len(faces) >= 1
         check_detection(faces[0], image.shape)
-        assert iou(faces[0].box, landmark_box(pts)) > 0.5
+        assert box_iou(np.atleast_2d(faces[0].box), np.atleast_2d(landmark_box(pts)))[0, 0] > 0.5
 
 
 def test_keypoints_order(detector, helen):
@@ -110,7 +101,7 @@ def test_huge_image_is_downscaled_and_boxes_mapped_back(detector, helen):
     assert len(faces) == 1
     check_detection(faces[0], canvas.shape)
     ref = landmark_box(pts * scale + offset)
-    assert iou(faces[0].box, ref) > 0.5
+    assert box_iou(np.atleast_2d(faces[0].box), np.atleast_2d(ref))[0, 0] > 0.5
     if faces[0].keypoints is not None:
         assert (faces[0].keypoints[:, 0] > 5000).all() and (faces[0].keypoints[:, 1] > 3000).all()
 
@@ -203,7 +194,7 @@ def test_optional_backend_finds_helen_face(name, helen):
     faces = det.detect(image)
     assert len(faces) >= 1
     check_detection(faces[0], image.shape)
-    assert iou(faces[0].box, landmark_box(pts)) > 0.5
+    assert box_iou(np.atleast_2d(faces[0].box), np.atleast_2d(landmark_box(pts)))[0, 0] > 0.5
     assert det.detect(np.zeros((480, 640, 3), np.uint8)) == []
 
 

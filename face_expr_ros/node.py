@@ -65,6 +65,9 @@ MESSAGES_FIX = (
     "build the interface packages: in a venv `bash .ci/setup_venv.sh`; in a ROS 2 workspace "
     "`colcon build --base-paths src src/face_expr_ros/face_expr_msgs` then `source install/setup.bash` "
     "(tf2_msgs comes with ROS 2: apt install ros-$ROS_DISTRO-tf2-msgs)")
+RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detector_max_side",
+                                    "max_faces", "selection_threshold", "top_k"})
+"""Run-time parameters applied through core.reconstruct.Reconstructor.configure (same names)."""
 
 
 from face_expr_ros.node_parameters import (  # noqa: F401  (re-exported: tests, tools)
@@ -202,8 +205,7 @@ class FaceExprNode(LifecycleNode):
             detection_threshold=s["detection_threshold"], min_face_px=s["min_face_px"],
             max_faces=s["max_faces"], selection_threshold=s["selection_threshold"],
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
-            onnx_model=s["onnx_model"] or None)
-        reconstructor.detector.max_side = int(s["detector_max_side"])
+            onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"])
         return reconstructor
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -370,15 +372,9 @@ class FaceExprNode(LifecycleNode):
                     if n.startswith(TRACKING_PREFIX)}
         if tracking:
             r.tracker.configure(**tracking)
-        if "detection_threshold" in changed:
-            r.detector.score_threshold = float(settings["detection_threshold"])
-        if "min_face_px" in changed:
-            r.detector.min_face_px = int(settings["min_face_px"])
-        if "detector_max_side" in changed:
-            r.detector.max_side = int(settings["detector_max_side"])
-        r.max_faces = int(settings["max_faces"])
-        r.selection_threshold = float(settings["selection_threshold"])
-        r.top_k = int(settings["top_k"]) or None
+        runtime = changed & RECONSTRUCTOR_SETTINGS
+        if runtime:
+            r.configure(**{name: settings[name] for name in runtime})
         return settings
 
     def _process(self, msg: Any, received_at: float) -> None:

@@ -125,3 +125,25 @@ def test_auto_device_and_missing_gpu(face_model, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no GPU"):
             pick_device("cuda")
+
+
+def test_configure_changes_the_next_reconstruction(face_model, tmp_path):
+    from face_expr_ros.demo import faces_frame
+
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    save_weights(path, FaceNet(NetworkConfig(width=0.25, feature_dim=64, n_identity=10)))
+    rec = Reconstructor(weights=path, face_model=face_model, device="cpu", backend="torch",
+                        detector_max_side=640)
+    assert rec.detector.max_side == 640
+    frame = faces_frame(640, 480, 2)
+    assert len(rec.reconstruct(frame)) == 2
+    rec.configure(max_faces=1)
+    assert len(rec.reconstruct(frame)) == 1
+    rec.configure(max_faces=5, detection_threshold=0.999)
+    assert rec.reconstruct(frame) == []
+    rec.configure(detection_threshold=0.5, top_k=1, selection_threshold=0.0)
+    faces = rec.reconstruct(frame)
+    assert len(faces) == 2 and all(len(f.selected) == 1 for f in faces)
+    rec.configure(top_k=0, min_face_px=1000)
+    assert rec.top_k is None and rec.reconstruct(frame) == []

@@ -164,6 +164,7 @@ class Reconstructor:
             (the largest are kept).
         selection_threshold, top_k: template selection (core.synthesis.select_templates).
         tracker: a core.tracking.Tracker for stable ids and smoothing, or None.
+        detector_max_side: larger images are downscaled to this longer side for detection.
         backend: what runs the network: "torch", "onnx" (ONNX Runtime, core.onnx_backend) or
             "auto" (torch on CUDA; on CPU onnx when onnxruntime is installed: core.backend).
             The choice and its reason: ``backend``, ``backend_reason``.
@@ -174,7 +175,8 @@ class Reconstructor:
                  detector_model_path: str | None = None, detection_threshold: float = 0.5,
                  min_face_px: int = 16, max_faces: int = 10,
                  selection_threshold: float = DEFAULT_THRESHOLD, top_k: int | None = DEFAULT_TOP_K,
-                 tracker=None, backend: str = "auto", onnx_model=None):
+                 tracker=None, backend: str = "auto", onnx_model=None,
+                 detector_max_side: int = 1280):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
@@ -184,12 +186,31 @@ class Reconstructor:
         log.info("face_expr_ros: network backend %s (%s)", self.backend, self.backend_reason)
         self.projector = LandmarkProjector(self.model, self.net.config.n_identity).to(self.device)
         self.detector = create_detector(detector, detector_model_path, detection_threshold,
-                                        min_face_px=min_face_px)
+                                        min_face_px=min_face_px, max_side=detector_max_side)
         self.max_faces = max_faces
         self.selection_threshold = selection_threshold
         self.top_k = top_k
         self.tracker = tracker
         self.timings = Timings()
+
+    def configure(self, detection_threshold: float | None = None, min_face_px: int | None = None,
+                  detector_max_side: int | None = None, max_faces: int | None = None,
+                  selection_threshold: float | None = None, top_k: int | None = None) -> None:
+        """Change run-time settings (None: unchanged; ``top_k`` 0 = no limit); the next
+        :meth:`reconstruct` uses them. Model, weights, backend and detector type need a new
+        Reconstructor."""
+        if detection_threshold is not None:
+            self.detector.score_threshold = float(detection_threshold)
+        if min_face_px is not None:
+            self.detector.min_face_px = int(min_face_px)
+        if detector_max_side is not None:
+            self.detector.max_side = int(detector_max_side)
+        if max_faces is not None:
+            self.max_faces = int(max_faces)
+        if selection_threshold is not None:
+            self.selection_threshold = float(selection_threshold)
+        if top_k is not None:
+            self.top_k = int(top_k) or None
 
     @property
     def input_size(self) -> int:

@@ -59,7 +59,7 @@ def test_build_from_ict_folder(tmp_path):
     np.testing.assert_allclose(model.identity_basis[2], truth["offsets"]["identity002"][:80], atol=1e-5)
     assert model.triangles.shape == (138, 3)  # 69 quads kept, the quad over dropped vertices gone
     assert model.triangles.max() < 80
-    assert not list(out.parent.glob("*.tmp")), "no temporary file left behind"
+    assert [p.name for p in out.parent.iterdir()] == ["model.npz"], "no temporary file left behind"
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # a normal file, not a temporary's 0600

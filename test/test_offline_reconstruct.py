@@ -35,7 +35,7 @@ def run(face_model, *args) -> int:
 
 
 def no_temporaries(folder) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
 
 
 def test_json_contract_matches_the_core_api(face_model, photos, direct, tmp_path, capsys):

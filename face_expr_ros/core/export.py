@@ -79,6 +79,23 @@ def check_writable_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
+def temporary_path(target: str | os.PathLike) -> Path:
+    """A fresh hidden name beside ``target`` for writing it: ``.<name>.<pid>.<random>.tmp<suffix>``
+    (the suffix is kept: OpenCV picks a video container by it). Every writer of this project uses
+    it, so a leftover is recognisable by ``.tmp`` in a hidden name."""
+    final = Path(target)
+    return final.with_name(f".{final.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}")
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (before renaming it onto its final name)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
@@ -92,7 +109,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     check_writable_folder(target)
     if target.is_dir():
         raise ExportError(f"cannot write {path}: it is a folder")
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_path(target)
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:

@@ -12,10 +12,9 @@ folder that cannot take files fails before any work.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
-from ..core.export import ExportError, check_writable_folder
+from ..core.export import ExportError, check_writable_folder, fsync_path, temporary_path
 
 
 def prepare_output_folder(folder: str | os.PathLike) -> Path:
@@ -34,7 +33,7 @@ def prepare_output_folder(folder: str | os.PathLike) -> Path:
     except OSError as err:
         raise ExportError(f"cannot write to {path}: cannot create it ({err.strerror or err})") from None
     check_writable_folder(path / "probe")
-    probe = path / f".face_expr_probe.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    probe = temporary_path(path / "face_expr_probe")
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         probe.unlink()
@@ -54,7 +53,6 @@ class AtomicOutputs:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = prepare_output_folder(folder)
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
-        self.committed: list[Path] = []
 
     def add(self, name: str) -> Path:
         """Create the temporary file for the output ``name`` and return its path.
@@ -64,7 +62,7 @@ class AtomicOutputs:
         final = self.folder / name
         if final.is_dir():
             raise ExportError(f"cannot write {final}: it is a folder")
-        temporary = self.folder / f".{final.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}"
+        temporary = temporary_path(final)
         try:
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as err:
@@ -74,15 +72,17 @@ class AtomicOutputs:
 
     def commit(self) -> list[Path]:
         """Rename every temporary file to its final name (replacing older files); the final paths."""
+        committed: list[Path] = []
         try:
             for temporary, final in self._pending:
+                fsync_path(temporary)  # the data is on disk before the name points to it
                 os.replace(temporary, final)
-                self.committed.append(final)
+                committed.append(final)
         except OSError as err:
             raise ExportError(f"cannot write {final}: {err.strerror or err}") from err
         finally:
             self.discard()
-        return list(self.committed)
+        return committed
 
     def discard(self) -> None:
         """Remove the temporary files not yet renamed."""

@@ -12,6 +12,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from .video_writer import RgbVideoWriter
+
 
 def still_head_frames(n_frames: int, width: int = 320, height: int = 240, noise_sigma: float = 4.0,
                       jpeg_qualities: tuple[int, ...] = (70, 80, 90), seed: int = 0) -> list[np.ndarray]:
@@ -40,17 +42,7 @@ def still_head_frames(n_frames: int, width: int = 320, height: int = 240, noise_
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: float = 30.0,
                 fourcc: str = "MJPG") -> Path:
     """Write RGB frames to ``path`` (``MJPG`` in .avi: every frame its own JPEG; ``mp4v`` in .mp4)."""
-    writer = None
-    try:
+    with RgbVideoWriter(path, fps, fourcc) as writer:
         for rgb in frames:
-            if writer is None:
-                height, width = rgb.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps,
-                                         (width, height))
-                if not writer.isOpened():
-                    raise OSError(f"OpenCV cannot write {fourcc} video to {path}")
-            writer.write(np.ascontiguousarray(rgb[..., ::-1]))
-    finally:
-        if writer is not None:
-            writer.release()
+            writer.write(rgb)
     return Path(path)

@@ -19,7 +19,7 @@ import logging
 import math
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -138,12 +138,15 @@ def _process_frames(source: "FrameSource", reconstructor: "Reconstructor",
                     paths: dict[str, Path], args: argparse.Namespace) -> VideoResult:
     from .frame_json import frame_record
     from .livelink import LiveLinkWriter, MainFace, timecode
+    from .overlay import draw_overlay
+    from .video_writer import RgbVideoWriter
 
     result = VideoResult()
     main_face = MainFace()
-    overlay = _OverlayWriter(paths["overlay"], source.fps / args.every) if "overlay" in paths else None
+    overlay = (RgbVideoWriter(paths["overlay"], source.fps / args.every, OVERLAY_FOURCC)
+               if "overlay" in paths else None)
     with open(paths["csv"], "w", encoding="utf-8", newline="") as csv_file, \
-            open(paths["jsonl"], "w", encoding="utf-8") as jsonl_file, _closing(overlay):
+            open(paths["jsonl"], "w", encoding="utf-8") as jsonl_file, overlay or nullcontext():
         rows = LiveLinkWriter(csv_file, source.fps)
         for frame in _progress(source, args):
             faces = reconstructor.reconstruct(frame.rgb, timestamp=frame.time_s)
@@ -154,7 +157,7 @@ def _process_frames(source: "FrameSource", reconstructor: "Reconstructor",
                                   source.name, width, height, faces, arkit=args.arkit)
             jsonl_file.write(json.dumps(record) + "\n")
             if overlay is not None:
-                overlay.write(frame.rgb, faces)
+                overlay.write(draw_overlay(frame.rgb, faces))
             result.processed += 1
             result.with_face += bool(faces)
             result.main_face_rows += main is not None
@@ -177,54 +180,6 @@ def _progress(source: "FrameSource", args: argparse.Namespace) -> Iterator[Any]:
     with logging_redirect_tqdm():
         yield from tqdm(source.frames(args.every), total=total, unit="frame", desc=source.name,
                         disable=args.no_progress, file=sys.stderr, leave=False)
-
-
-class _OverlayWriter:
-    """MP4 (mp4v) of the overlays at the source's size; frames of another size are resized."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
-        self._writer: Any = None
-        self._size: tuple[int, int] | None = None
-
-    def write(self, rgb: Any, faces: list) -> None:
-        import cv2
-
-        from .overlay import draw_overlay
-
-        image = draw_overlay(rgb, faces)
-        height, width = image.shape[:2]
-        if self._writer is None:
-            self._open(width, height)
-        if (width, height) != self._size:
-            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-    def _open(self, width: int, height: int) -> None:
-        import cv2
-
-        from ..core.export import ExportError
-
-        self._size = (width, height)
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*OVERLAY_FOURCC),
-                                       self.fps, self._size)
-        if not self._writer.isOpened():
-            raise ExportError(f"cannot write the overlay video {self.path.name}: OpenCV has no "
-                              f"{OVERLAY_FOURCC} MP4 writer here")
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-
-
-@contextmanager
-def _closing(overlay: _OverlayWriter | None) -> Iterator[None]:
-    """Release the overlay writer however the frame loop ends (its file is complete only then)."""
-    try:
-        yield
-    finally:
-        if overlay is not None:
-            overlay.close()
 
 
 @contextmanager

@@ -142,15 +142,8 @@ def frame_stages(rec, image_msg, K: np.ndarray, timestamp: float, pub, tf_pub) -
     faces = rec.reconstruct(decoded, timestamp=timestamp)
     t = rec.timings
     t0 = time.perf_counter()
-    messages, transforms = [], []
-    for face in faces:
-        pose = face.optical_pose(K)
-        messages.append(ros_convert.face_to_msg(
-            header, face.id, face.score, face.box, (decoded.shape[1], decoded.shape[0]),
-            face.names, face.coefficients, face.selected, face.identity,
-            pose.position, pose.face_rotation, face.landmarks))
-        transforms += ros_convert.pose_to_transforms(
-            header, face.id, pose.position, pose.face_rotation, pose.gaze_rotation)
+    messages, transforms, _ = ros_convert.faces_to_messages(  # exactly what the node does
+        header, faces, K, (decoded.shape[1], decoded.shape[0]))
     pub.publish(ros_convert.faces_to_array_msg(header, messages))
     if transforms:
         tf_pub.publish(TFMessage(transforms=transforms))

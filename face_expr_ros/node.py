@@ -396,18 +396,7 @@ class FaceExprNode(LifecycleNode):
         dropped_ids = self.reconstructor.tracker.dropped_ids()
         K = self._intrinsics(width, height, settings)
 
-        messages, transforms, poses = [], [], []
-        for face in faces:
-            pose = face.optical_pose(K)
-            poses.append(pose)
-            message = ros_convert.face_to_msg(
-                header, face.id, face.score, face.box, (width, height), face.names,
-                face.coefficients, face.selected, face.identity, pose.position,
-                pose.face_rotation, face.landmarks)
-            messages.append(message)
-            transforms += ros_convert.pose_to_transforms(header, face.id, pose.position,
-                                                         pose.face_rotation, pose.gaze_rotation,
-                                                         face_pose=message.head_pose)
+        messages, transforms, poses = ros_convert.faces_to_messages(header, faces, K, (width, height))
         self._outputs["expression"].publish(ros_convert.faces_to_array_msg(header, messages))
         if settings["publish_tf"] and transforms:
             self._outputs["tf"].publish(TFMessage(transforms=transforms))

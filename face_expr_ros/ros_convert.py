@@ -153,6 +153,31 @@ def face_to_msg(header: Header, face_id: str, confidence: float, box: Sequence[f
     return msg
 
 
+class FaceMessages(NamedTuple):
+    """What one image's faces become: messages, /tf transforms, and each face's optical pose."""
+
+    messages: list
+    transforms: list
+    poses: list
+
+
+def faces_to_messages(header: Header, faces: Sequence, camera_matrix: np.ndarray,
+                      image_size: tuple[int, int]) -> FaceMessages:
+    """FaceExpression, face_<id>/gaze_<id> transforms and optical pose of every core Face of an
+    image of ``image_size`` (width, height); each pose is converted once (message and transform)."""
+    messages, transforms, poses = [], [], []
+    for face in faces:
+        pose = face.optical_pose(camera_matrix)
+        message = face_to_msg(header, face.id, face.score, face.box, image_size, face.names,
+                              face.coefficients, face.selected, face.identity, pose.position,
+                              pose.face_rotation, face.landmarks)
+        transforms += pose_to_transforms(header, face.id, pose.position, pose.face_rotation,
+                                         pose.gaze_rotation, face_pose=message.head_pose)
+        messages.append(message)
+        poses.append(pose)
+    return FaceMessages(messages, transforms, poses)
+
+
 def faces_to_array_msg(header: Header, faces: Sequence[FaceExpression]) -> FaceExpressionArray:
     """FaceExpressionArray of ``faces`` sorted by roi area, largest first (stable among ties)."""
     ordered = sorted(faces, key=lambda f: -int(f.roi.width) * int(f.roi.height))

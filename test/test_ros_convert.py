@@ -356,3 +356,30 @@ def test_decimation_edge_cases(rc):
     tri = np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
     mesh = rc.cluster_mesh(grid, tri, 2.0)
     assert len(mesh.triangles) == 2 * 10 * 10
+
+
+def test_faces_to_messages_matches_the_single_conversions(rc, header, face_model):
+    """The node's and the latency bench's one conversion: messages, transforms and poses per face."""
+    from face_expr_ros.core.reconstruct import Face
+    from face_expr_ros.demo import camera_matrix
+
+    def face(face_id, yaw, u):
+        names = face_model.expression_names
+        return Face(id=face_id, box=np.array([u - 40.0, 100, u + 40, 200]), score=0.9, names=names,
+                    coefficients=np.full(len(names), 0.1), selected=np.array([0]),
+                    identity=np.zeros(4), rotation=cam.euler_to_matrix(yaw, 0, 0),
+                    translation=np.array([u, 150.0]), scale=5.0,
+                    landmarks=np.tile([[u, 150.0]], (68, 1)), model=face_model)
+
+    K = camera_matrix(640, 480)
+    faces = [face("1", 10.0, 200.0), face("2", -20.0, 450.0)]
+    messages, transforms, poses = rc.faces_to_messages(header, faces, K, (640, 480))
+    assert [m.id for m in messages] == ["1", "2"] and len(transforms) == 4 and len(poses) == 2
+    for f, m, pose in zip(faces, messages, poses):
+        expected = f.optical_pose(K)
+        np.testing.assert_allclose(pose.position, expected.position)
+        single = rc.face_to_msg(header, f.id, f.score, f.box, (640, 480), f.names, f.coefficients,
+                                f.selected, f.identity, expected.position, expected.face_rotation,
+                                f.landmarks)
+        assert m == single
+    assert [t.child_frame_id for t in transforms] == ["face_1", "gaze_1", "face_2", "gaze_2"]

@@ -81,6 +81,10 @@ class Face:
         translation: (2,) image pixels (u, v) where the model origin projects.
         scale: pixels per centimetre of face, in the image.
         landmarks: (68, 2) iBUG landmarks, image pixels.
+        presence: probability in [0, 1] that the crop holds a whole face (the network's presence
+            head); None for weights without that head.
+        emotion: (7,) probabilities over :data:`core.emotions.EMOTIONS` (the network's emotion head); None for
+            weights without that head.
     """
 
     id: str
@@ -95,6 +99,8 @@ class Face:
     scale: float
     landmarks: np.ndarray
     model: FaceModel = field(repr=False)
+    presence: float | None = None
+    emotion: np.ndarray | None = None
 
     @property
     def euler_deg(self) -> np.ndarray:

@@ -49,7 +49,7 @@ setup(
     entry_points={
         "console_scripts": [
             "face_expr = face_expr_ros.cli:main",
-            "face_expr_node = face_expr_ros.node:main",
+            "face_expr_node = face_expr_ros.ros.node:main",
         ],
     },
 )

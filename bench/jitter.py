@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from face_expr_ros.cli import build_parser  # noqa: E402
 from face_expr_ros.offline.jitter import ANGLES, Jitter, measure, read_track  # noqa: E402
 from face_expr_ros.offline.synthetic import still_head_frames, write_video  # noqa: E402
-from face_expr_ros.offline.video_command import process_video  # noqa: E402
+from face_expr_ros.cli.video import process_video  # noqa: E402
 
 
 def run(clip: Path, out: Path, smoothing: bool) -> Jitter:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/latency.py            # full run, about 5 minutes on 2 CPUs
     .venv/bin/python bench/latency.py --quick    # about 1 minute: 1 CPU only, fewer samples
 
-Frames: 640x480 and 1280x720 with 1 and 3 astronaut faces (face_expr_ros.demo.faces_frame,
+Frames: 640x480 and 1280x720 with 1 and 3 astronaut faces (face_expr_ros.offline.examples.faces_frame,
 skimage.data.astronaut(), public domain). For 1 and 2 CPU threads:
 
 1. per-stage milliseconds, measured IN-PROCESS with core.Reconstructor on the same frames (the node
@@ -46,8 +46,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face_expr_ros.demo import (ASTRONAUT_FACE, Client, DemoError, NodeProcess,  # noqa: E402
-                                camera_matrix, faces_frame, ros_environment, wait_connected)
+from face_expr_ros.offline.examples import ASTRONAUT_FACE, faces_frame  # noqa: E402
+from face_expr_ros.ros.demo import (Client, DemoError, NodeProcess, camera_matrix,  # noqa: E402
+                                    ros_environment, wait_connected)
 
 SIZES = ((640, 480), (1280, 720))
 FACES = (1, 3)
@@ -92,7 +93,7 @@ def stage_times(frames, threads: int, weights: str | None, repeats: int,
     from std_msgs.msg import Header
     from tf2_msgs.msg import TFMessage
 
-    from face_expr_ros import ros_convert
+    from face_expr_ros.ros import convert as ros_convert
     from face_expr_ros.core.reconstruct import Reconstructor
     from face_expr_ros.core.tracking import Tracker
 
@@ -133,7 +134,7 @@ def frame_stages(rec, image_msg, K: np.ndarray, timestamp: float, pub, tf_pub) -
     """Milliseconds per stage of one frame through ``rec``, as the node's worker runs it."""
     from tf2_msgs.msg import TFMessage
 
-    from face_expr_ros import ros_convert
+    from face_expr_ros.ros import convert as ros_convert
 
     header = image_msg.header
     t0 = time.perf_counter()
@@ -309,7 +310,7 @@ def node_runs(frames, threads: int, weights: str | None, settings: Settings,
     ours_params = {"weights_path": weights} if weights else {}
     ours_params["backend"] = backend
     nodes = {
-        "ours": NodeProcess("face_expr_ros.node", f"/bench_ours_{threads}", ours_params, prefix,
+        "ours": NodeProcess("face_expr_ros.ros.node", f"/bench_ours_{threads}", ours_params, prefix,
                             env, name=f"face_expr_node[{threads} cpu]"),
         "mediapipe": NodeProcess(str(MP_NODE), f"/bench_mp_{threads}", {"num_faces": "3"}, prefix,
                                  env, name=f"mediapipe_node[{threads} cpu]"),

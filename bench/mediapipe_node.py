@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from face_expr_ros import ros_convert
+    from face_expr_ros.ros import convert as ros_convert
     from face_expr_ros.core.camera import face_frame_rotation
     from face_expr_ros.training.landmark_map import mediapipe_to_ibug
 

@@ -104,7 +104,7 @@ def test_onnx_runtime_equals_torch_on_every_output(runner, net, batch):
 
 def test_reconstructor_onnx_equals_torch_on_a_real_face(exported, face_model):
     from face_expr_ros.core.reconstruct import Reconstructor
-    from face_expr_ros.demo import astronaut
+    from face_expr_ros.offline.examples import astronaut
 
     image = astronaut()
     by_backend = {}
@@ -324,7 +324,7 @@ def test_eval_takes_a_backend_choice():
 @pytest.fixture(scope="module")
 def node_parameters():
     try:
-        from face_expr_ros import node_parameters
+        from face_expr_ros.ros import parameters as node_parameters
     except ImportError as err:
         skip_or_fail(f"rcl_interfaces (ROS 2) is not importable ({err}); bash .ci/setup_venv.sh")
     return node_parameters
@@ -350,7 +350,7 @@ def test_cache_dir_default_is_under_the_home(monkeypatch):
 
 
 def test_cli_backend_choices_are_the_core_ones():
-    from face_expr_ros.cli_types import BACKEND_CHOICES
+    from face_expr_ros.cli.options import BACKEND_CHOICES
     from face_expr_ros.core.backend import BACKENDS
 
     assert BACKEND_CHOICES == BACKENDS

@@ -128,7 +128,7 @@ def test_auto_device_and_missing_gpu(face_model, tmp_path):
 
 
 def test_configure_changes_the_next_reconstruction(face_model, tmp_path):
-    from face_expr_ros.demo import faces_frame
+    from face_expr_ros.offline.examples import faces_frame
 
     torch.manual_seed(0)
     path = tmp_path / "w.safetensors"

@@ -21,7 +21,7 @@ pytest.importorskip("skimage", reason="the demo's example image comes from sciki
 
 def test_example_frames_have_the_faces_they_claim():
     from face_expr_ros.core.detect import create_detector
-    from face_expr_ros.demo import EXPECTED_FACES, example_frames
+    from face_expr_ros.offline.examples import EXPECTED_FACES, example_frames
 
     frames = example_frames()
     assert list(frames) == list(EXPECTED_FACES)
@@ -34,7 +34,7 @@ def test_example_frames_have_the_faces_they_claim():
 @pytest.mark.parametrize("ypr", [(0, 0, 0), (20, -10, 15), (-35, 25, -40)])
 def test_head_pose_back_to_core_euler(ypr):
     """The demo reads yaw/pitch/roll back from the published face_<id> orientation."""
-    from face_expr_ros.demo import pose_to_core_rotation
+    from face_expr_ros.ros.demo import pose_to_core_rotation
 
     R = euler_to_matrix(*ypr)
     x, y, z, w = matrix_to_quaternion(face_frame_rotation(R))
@@ -92,7 +92,7 @@ def test_demo_reports_a_node_that_fails(ros_env, tmp_path):
 
 def test_node_log_tail_after_stop(tmp_path):
     """The failure report reads the node's log after stopping it (a closed log must not raise)."""
-    from face_expr_ros.demo import NodeProcess
+    from face_expr_ros.ros.demo import NodeProcess
 
     script = tmp_path / "talker.py"
     script.write_text("print('configure failed: bad weights', flush=True)\n")

@@ -1,5 +1,5 @@
 """config/face_expr.yaml, launch/face_expr.launch.py, config/face_expr.rviz and docs/node.md against
-the node's single parameter table (face_expr_ros.node.PARAMETERS).
+the node's single parameter table (face_expr_ros.ros.node.PARAMETERS).
 
 launch and launch_ros are not installed here: the launch file is parsed, and its
 generate_launch_description() runs against recording stand-ins of the launch classes, so every
@@ -26,10 +26,10 @@ YAML_KEY = "/**/face_expr_node"
 @pytest.fixture(scope="module")
 def node_module():
     try:
-        import face_expr_ros.node as module
+        import face_expr_ros.ros.node as module
     except ImportError as err:
         from conftest import skip_or_fail
-        skip_or_fail(f"face_expr_ros.node not importable ({err}); build the venv with "
+        skip_or_fail(f"face_expr_ros.ros.node not importable ({err}); build the venv with "
                      "`bash .ci/setup_venv.sh`")
     return module
 
@@ -61,7 +61,7 @@ def test_yaml_holds_exactly_the_declared_parameters_and_defaults(node_module):
 
 def test_yaml_is_the_generated_one(node_module):
     assert PARAMS_FILE.read_text() == node_module.parameters_yaml(), (
-        "config/face_expr.yaml is out of date: python -m face_expr_ros.node --yaml > "
+        "config/face_expr.yaml is out of date: python -m face_expr_ros.ros.node --yaml > "
         "config/face_expr.yaml")
 
 
@@ -143,7 +143,7 @@ def test_params_file_reaches_the_node_in_a_namespace(ros_env, node_module, tmp_p
 
 def test_docs_hold_the_generated_parameter_table(node_module):
     assert node_module.parameters_markdown() in DOC.read_text(), (
-        "docs/node.md's parameter table is out of date: paste python -m face_expr_ros.node "
+        "docs/node.md's parameter table is out of date: paste python -m face_expr_ros.ros.node "
         "--markdown")
 
 
@@ -167,7 +167,7 @@ def test_launch_file_parses_and_references_installed_files():
     installed, scripts = setup_py_installed_files()
     for path in ("launch/face_expr.launch.py", "config/face_expr.yaml", "config/face_expr.rviz"):
         assert path in installed, f"setup.py does not install {path}"
-    assert "face_expr_node = face_expr_ros.node:main" in scripts
+    assert "face_expr_node = face_expr_ros.ros.node:main" in scripts
 
 
 class Recorded:

@@ -1,4 +1,4 @@
-"""face_expr_node over real DDS: the node runs in a subprocess (``python -m face_expr_ros.node``), the
+"""face_expr_node over real DDS: the node runs in a subprocess (``python -m face_expr_ros.ros.node``), the
 test client (publishers of images, subscribers of every output, parameter and lifecycle clients) in
 this process; loopback only, in this run's ROS_DOMAIN_ID (conftest.ros_env; the subprocess inherits
 it). Random-init weights: the assertions are about the contract, not accuracy.
@@ -88,7 +88,7 @@ class NodeProcess:
     def __init__(self, namespace: str, parameters: dict, log_dir: Path):
         self.namespace = namespace
         self.log_path = log_dir / "node.log"
-        args = [sys.executable, "-m", "face_expr_ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
+        args = [sys.executable, "-m", "face_expr_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
         for name, value in parameters.items():
             args += ["-p", f"{name}:={value}"]
         env = dict(os.environ, ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1",
@@ -167,7 +167,7 @@ class Session:
     def message(self, rgb: np.ndarray):
         from std_msgs.msg import Header
 
-        from face_expr_ros.ros_convert import rgb_to_image
+        from face_expr_ros.ros.convert import rgb_to_image
 
         header = Header(stamp=self.stamp(), frame_id=FRAME_ID)
         if self.image_type.__name__ == "Image":
@@ -308,7 +308,7 @@ class TestRawImages:
         from visualization_msgs.msg import Marker
 
         from face_expr_ros.core.render import region_triangles
-        from face_expr_ros.ros_convert import decimate_mesh
+        from face_expr_ros.ros.convert import decimate_mesh
 
         expected = len(decimate_mesh(face_model.neutral, region_triangles(face_model, "face"),
                                      MESH_TRIANGLES).triangles)
@@ -499,7 +499,7 @@ class TestCompressedImages:
 def test_missing_weights_stop_the_node_with_the_path_and_the_fix(ros_env, tmp_path):
     missing = tmp_path / "no_such_weights.safetensors"
     proc = subprocess.run(
-        [sys.executable, "-m", "face_expr_ros.node", "--ros-args", "-r", "__ns:=/failing",
+        [sys.executable, "-m", "face_expr_ros.ros.node", "--ros-args", "-r", "__ns:=/failing",
          "-p", f"weights_path:={missing}"], capture_output=True, text=True, timeout=120,
         env=dict(os.environ, ROS_LOG_DIR=str(tmp_path)))
     output = proc.stdout + proc.stderr
@@ -509,7 +509,7 @@ def test_missing_weights_stop_the_node_with_the_path_and_the_fix(ros_env, tmp_pa
 
 def test_out_of_range_start_parameter_is_refused(ros_env, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "face_expr_ros.node", "--ros-args", "-r", "__ns:=/failing",
+        [sys.executable, "-m", "face_expr_ros.ros.node", "--ros-args", "-r", "__ns:=/failing",
          "-p", "image_transport:=h264"], capture_output=True, text=True, timeout=120,
         env=dict(os.environ, ROS_LOG_DIR=str(tmp_path)))
     assert proc.returncode != 0

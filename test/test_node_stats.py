@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from face_expr_ros.node_stats import NodeStats, stamp_latency_ms
+from face_expr_ros.ros.stats import NodeStats, stamp_latency_ms
 
 
 def test_stamp_latency_from_the_header_stamp():

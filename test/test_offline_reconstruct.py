@@ -12,7 +12,7 @@ from face_expr_ros.core.export import write_image
 from face_expr_ros.core.face_json import validate_record
 from face_expr_ros.core.gltf import read_accessor, read_glb
 from face_expr_ros.core.reconstruct import Reconstructor
-from face_expr_ros.demo import astronaut, faces_frame
+from face_expr_ros.offline.examples import astronaut, faces_frame
 
 
 @pytest.fixture(scope="module")

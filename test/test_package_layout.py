@@ -193,7 +193,7 @@ def test_executables_install_where_ros2_run_finds_them():
     scripts = {s.split("=")[0].strip(): s.split("=")[1].strip()
                for s in setup_kwargs()["entry_points"]["console_scripts"]}
     assert scripts.get("face_expr") == "face_expr_ros.cli:main"
-    assert scripts.get("face_expr_node") == "face_expr_ros.node:main"
+    assert scripts.get("face_expr_node") == "face_expr_ros.ros.node:main"
     cfg = (REPO / "setup.cfg").read_text()
     assert f"script_dir=$base/lib/{PACKAGE}" in cfg and f"install_scripts=$base/lib/{PACKAGE}" in cfg
 

@@ -15,7 +15,7 @@ RNG = np.random.default_rng(11)
 @pytest.fixture(scope="module")
 def rc(ros_env):
     """The ros_convert module (needs the ROS messages: ros_env skips or fails without them)."""
-    from face_expr_ros import ros_convert
+    from face_expr_ros.ros import convert as ros_convert
 
     return ros_convert
 
@@ -361,7 +361,7 @@ def test_decimation_edge_cases(rc):
 def test_faces_to_messages_matches_the_single_conversions(rc, header, face_model):
     """The node's and the latency bench's one conversion: messages, transforms and poses per face."""
     from face_expr_ros.core.reconstruct import Face
-    from face_expr_ros.demo import camera_matrix
+    from face_expr_ros.ros.demo import camera_matrix
 
     def face(face_id, yaw, u):
         names = face_model.expression_names

@@ -2,7 +2,7 @@
 
 The functions read the messages' fields only (``encoding``, ``width``, ``height``, ``step``,
 ``data``; ``format``, ``data``), so they take rclpy messages (the node, through
-``face_expr_ros.ros_convert``) and the deserialised messages of a bag read with ``rosbags``
+``face_expr_ros.ros.convert``) and the deserialised messages of a bag read with ``rosbags``
 (``face_expr video``) alike: one decoder, the same accepted encodings and the same errors.
 """
 from __future__ import annotations

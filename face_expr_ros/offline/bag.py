@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.image_msgs import ImageConversionError
-from .frames import DEFAULT_FPS, Frame, FrameSource, FrameSourceError
+from .frame_source import DEFAULT_FPS, Frame, FrameSource, FrameSourceError
 from .image_msgs import IMAGE_TYPES, message_to_rgb
 
 

@@ -1,6 +1,6 @@
 """Synthetic test clips: a still head with per-frame sensor noise, written as a video file.
 
-Used by bench/jitter.py and the tests: every frame shows the same face (``demo.faces_frame``, the
+Used by bench/jitter.py and the tests: every frame shows the same face (``offline.examples.faces_frame``, the
 astronaut from scikit-image, public domain) plus fresh Gaussian noise, and is JPEG re-encoded at a
 quality that changes from frame to frame, so any frame-to-frame change of the estimates is jitter.
 """
@@ -24,7 +24,7 @@ def still_head_frames(n_frames: int, width: int = 320, height: int = 240, noise_
         jpeg_qualities: each frame is JPEG-encoded and decoded at these qualities in turn (empty:
             no re-encoding).
     """
-    from ..demo import faces_frame
+    from .examples import faces_frame
 
     base = faces_frame(width, height, 1).astype(np.float32)
     rng = np.random.default_rng(seed)

@@ -17,15 +17,12 @@ the whole image is the detector box.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from ..cli_types import add_model_options, positive_int
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 64
@@ -169,30 +166,6 @@ def evaluate(weights=None, root=None, limit: int | None = None, device: str = "a
         result.blendshapes = {s: blendshape_agreement(reconstructor, s, cache, root, limit)
                               for s in ("helen_train", "lfw_gray")}
     return result
-
-
-def add_eval_command(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("eval", help="landmark NME and expression AUCs on held-out subjects",
-                            description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, help="data root (default: $FACE_EXPR_DATA or ../shared/data)")
-    p.add_argument("--limit", type=positive_int, help="at most N images per set and label (quick check)")
-    add_model_options(p, face_model=False)
-    p.add_argument("--teacher-cache", type=Path, default=None, metavar="DIR",
-                   help="teacher cache with blendshape scores (face_expr annotate): also report "
-                        "the agreement of the expression with them")
-    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    p.set_defaults(run=_run_eval)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    result = evaluate(args.weights, args.data, args.limit, args.device, args.backend,
-                      args.teacher_cache).to_dict()
-    print(format_table(result))
-    if args.json:
-        from ..core.export import write_bytes_atomic
-
-        write_bytes_atomic(args.json, json.dumps(result, indent=2).encode())
-    return 0
 
 
 def format_table(result: dict) -> str:

@@ -9,12 +9,9 @@ others green; a frontal face therefore has red on the image's left and blue on i
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from ..cli_types import positive_int
 
 # numpy and OpenCV are imported inside the functions: `face_expr --help` stays instant.
 
@@ -25,31 +22,6 @@ COLOR_POINT, COLOR_36, COLOR_45 = (0, 230, 0), (255, 40, 40), (40, 120, 255)
 COLOR_BOX = (255, 220, 0)
 SET_NAMES = ("helen_train", "ytf_train", "utkface", "lfw_gray", "fer2013_train")
 """The keys of datasets.DATASETS, here so the parser does not import OpenCV (a test checks)."""
-
-
-def add_data_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``face_expr data report`` on the ``face_expr`` subcommands."""
-    parser = commands.add_parser("data", help="inspect the training data sets",
-                                 description="Training data tools.")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    parser.set_defaults(run=None, help_parser=parser)
-    report = actions.add_parser(
-        "report", help="per-set counts, detector and landmark coverage, contact sheet",
-        description="Print per set: images, readable, faces found by the detector, landmark "
-                    "source and coverage; optionally write a contact sheet with the landmarks.")
-    report.add_argument("--data", type=Path, default=None, metavar="DIR",
-                        help="data root (default: $FACE_EXPR_DATA, then ../shared/data)")
-    report.add_argument("--teacher-cache", type=Path, default=None, metavar="DIR",
-                        help="folder with annotations.jsonl (teacher landmarks)")
-    report.add_argument("--sheet", type=Path, default=None, metavar="PATH",
-                        help="write the contact sheet PNG here")
-    report.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                        help="read and detect on N images per set, spread over the set (default all)")
-    report.add_argument("--sets", nargs="+", default=None, choices=SET_NAMES, metavar="SET",
-                        help=f"only these sets (default: all: {', '.join(SET_NAMES)})")
-    report.add_argument("--detector", default="default",
-                        help="core.detect backend name; 'none' to skip detection")
-    report.set_defaults(run=run_report)
 
 
 @dataclass
@@ -72,27 +44,29 @@ class SetReport:
         return (self.human + self.teacher) / self.images if self.images else 0.0
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """Handler of ``face_expr data report``; returns the exit code."""
+def run_report(data: Path | None = None, teacher_cache: Path | None = None,
+               sheet: Path | None = None, limit: int | None = None,
+               sets: list[str] | None = None, detector_name: str = "default") -> int:
+    """``face_expr data report``: print the table (and write the sheet); returns the exit code."""
     from ..core.export import check_writable_folder, write_image
     from ..data_paths import data_root
     from . import datasets
 
-    root = data_root(args.data)
-    if args.sheet is not None:
-        check_writable_folder(args.sheet)
-    names = args.sets or list(datasets.DATASETS)
-    cache = datasets.load_teacher_cache(args.teacher_cache) if args.teacher_cache else None
-    detector, why = _detector(args.detector)
-    print(f"data: {root}" + (f"; teacher cache: {args.teacher_cache}" if cache is not None else ""))
+    root = data_root(data)
+    if sheet is not None:
+        check_writable_folder(sheet)
+    names = sets or list(datasets.DATASETS)
+    cache = datasets.load_teacher_cache(teacher_cache) if teacher_cache else None
+    detector, why = _detector(detector_name)
+    print(f"data: {root}" + (f"; teacher cache: {teacher_cache}" if cache is not None else ""))
     print(f"detector: {detector if detector is not None else why}")
     logging.getLogger(datasets.__name__).setLevel(logging.ERROR)  # skips are counted in the table
-    reports = [report_set(name, root, cache, detector, args.limit) for name in names]
+    reports = [report_set(name, root, cache, detector, limit) for name in names]
     print_table(reports)
     print_box_rules(reports)
-    if args.sheet is not None:
-        write_image(args.sheet, contact_sheet(reports))
-        print(f"wrote {args.sheet} (landmarks: green, iBUG 36 red, 45 blue; detector box yellow)")
+    if sheet is not None:
+        write_image(sheet, contact_sheet(reports))
+        print(f"wrote {sheet} (landmarks: green, iBUG 36 red, 45 blue; detector box yellow)")
     return 0
 
 

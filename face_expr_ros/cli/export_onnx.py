@@ -34,10 +34,10 @@ def add_export_onnx_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .cli_types import UsageError
-    from .core import onnx_backend
-    from .core.export import check_writable_folder
-    from .core.weights import load_weights, resolve_weights_path
+    from .options import UsageError
+    from ..core import onnx_backend
+    from ..core.export import check_writable_folder
+    from ..core.weights import load_weights, resolve_weights_path
 
     if args.output is not None:
         if args.output.suffix.lower() != ".onnx":
@@ -66,7 +66,7 @@ def max_difference(net, path: Path, batch: int = CHECK_BATCH, seed: int = 0) -> 
     """Largest |onnx - torch| over every FaceParams field, on ``batch`` random crops."""
     import torch
 
-    from .core import onnx_backend
+    from ..core import onnx_backend
 
     runner = onnx_backend.OnnxFaceNet(path, net.config, onnx_backend.weights_hash_of(net), "cpu")
     size = net.config.input_size

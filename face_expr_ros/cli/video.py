@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..cli_types import add_model_options, positive_int
+from .options import add_model_options, positive_int
 
 if TYPE_CHECKING:
     from ..core.reconstruct import Reconstructor
-    from .frames import FrameSource
+    from ..offline.frames import FrameSource
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 OVERLAY_FOURCC = "mp4v"
@@ -96,8 +96,8 @@ def run_video(args: argparse.Namespace) -> int:
 
 def process_video(args: argparse.Namespace) -> VideoResult:
     """Everything but the messages; raises the expected errors (OSError family) with a reason."""
-    from .frames import open_frames
-    from .outputs import AtomicOutputs
+    from ..offline.frames import open_frames
+    from ..offline.outputs import AtomicOutputs
 
     outputs = AtomicOutputs(args.out)  # a missing or read-only DIR fails here, before any work
     with outputs, open_frames(args.input, args.topic) as source:
@@ -136,10 +136,10 @@ def _reconstructor(args: argparse.Namespace) -> "Reconstructor":
 
 def _process_frames(source: "FrameSource", reconstructor: "Reconstructor",
                     paths: dict[str, Path], args: argparse.Namespace) -> VideoResult:
-    from .frame_json import frame_record
-    from .livelink import LiveLinkWriter, MainFace, timecode
-    from .overlay import draw_overlay
-    from .video_writer import RgbVideoWriter
+    from ..offline.frame_json import frame_record
+    from ..offline.livelink import LiveLinkWriter, MainFace, timecode
+    from ..offline.overlay import draw_overlay
+    from ..offline.video_writer import RgbVideoWriter
 
     result = VideoResult()
     main_face = MainFace()

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli_types import add_model_options, positive_float, positive_int, unit_float
+from .options import add_model_options, positive_float, positive_int, unit_float
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 PROG = "face_expr reconstruct"
@@ -61,8 +61,8 @@ class Summary:
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from .inputs import expand_inputs, output_stems
-    from .outputs import prepare_output_folder
+    from ..offline.inputs import expand_inputs, output_stems
+    from ..offline.outputs import prepare_output_folder
 
     out = prepare_output_folder(args.out)
     files, bad_inputs = expand_inputs(args.inputs)
@@ -89,7 +89,7 @@ def _reconstructor(args: argparse.Namespace):
 def _process(reconstructor, path: Path, stem: str, out: Path, args: argparse.Namespace,
              summary: Summary) -> None:
     from ..core.imageio import ImageLoadError, load_image
-    from .results import to_full_image, write_json, write_mesh, write_overlay
+    from ..offline.results import to_full_image, write_json, write_mesh, write_overlay
 
     try:
         loaded = load_image(path, max_pixels=int(args.max_megapixels * 1e6))

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .cli_types import UsageError
+from .annotate import add_annotate_command
+from .data import add_data_command
 from .demo import add_demo_command
-from .export_commands import add_export_onnx_command
-from .offline.reconstruct_command import add_reconstruct_command
-from .offline.video_command import add_video_command
-from .training.annotate import add_annotate_command
-from .training.commands import add_train_command
-from .training.evaluate import add_eval_command
-from .training.report import add_data_command
+from .evaluate import add_eval_command
+from .export_onnx import add_export_onnx_command
+from .options import UsageError
+from .reconstruct import add_reconstruct_command
+from .train import add_train_command
+from .video import add_video_command
 
 if TYPE_CHECKING:  # numpy is imported lazily at run time (fast --help)
     import numpy as np
 
-    from .core.facemodel import FaceModel
+    from ..core.facemodel import FaceModel
 
 PROG = "face_expr"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -75,17 +75,18 @@ def _error(args: argparse.Namespace, err: Exception) -> None:
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures reported as one message (the rest are bugs and keep their traceback): every
     command raises these and none prints its own."""
-    from .core.detect import DetectorError
-    from .core.export import ExportError
-    from .core.facemodel import FaceModelError
-    from .core.onnx_backend import OnnxBackendError
-    from .core.reconstruct import DeviceError
-    from .core.weights import WeightsError
-    from .demo import DemoError
-    from .training.teacher import TeacherUnavailable
+    from ..core.detect import DetectorError
+    from ..core.export import ExportError
+    from ..core.facemodel import FaceModelError
+    from ..core.onnx_backend import OnnxBackendError
+    from ..core.reconstruct import DeviceError
+    from ..core.weights import WeightsError
+    from ..offline.examples import ExampleImageError
+    from ..ros.demo import DemoError
+    from ..training.teacher import TeacherUnavailable
 
     return (FaceModelError, ExportError, OSError, WeightsError, OnnxBackendError, DetectorError,
-            DeviceError, DemoError, TeacherUnavailable)
+            DeviceError, DemoError, ExampleImageError, TeacherUnavailable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,8 +155,8 @@ def _image_size(text: str) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from .core.export import check_image_suffix, check_writable_folder, write_image, write_obj
-    from .core.facemodel import load_face_model
+    from ..core.export import check_image_suffix, check_writable_folder, write_image, write_obj
+    from ..core.facemodel import load_face_model
 
     try:
         check_image_suffix(args.output)
@@ -187,7 +188,7 @@ def _coefficients(model: FaceModel, pairs: list[tuple[str, float]]) -> np.ndarra
     """(E,) coefficients from NAME=VALUE pairs; unknown or repeated names are usage errors."""
     import numpy as np
 
-    from .core.facemodel import unknown_name_message
+    from ..core.facemodel import unknown_name_message
 
     coefficients = np.zeros(model.n_expressions, np.float32)
     seen: set[str] = set()
@@ -238,9 +239,9 @@ def _synthesize_and_render(model: FaceModel, coefficients: np.ndarray, identity:
                            args: argparse.Namespace, size: tuple[int, int],
                            background: np.ndarray | None) -> _SynthResult:
     """Synthesise from the selected templates, pose, frame the face area and render."""
-    from .core import render
-    from .core.camera import euler_to_matrix, pose_points
-    from .core.synthesis import select_templates, synthesize
+    from ..core import render
+    from ..core.camera import euler_to_matrix, pose_points
+    from ..core.synthesis import select_templates, synthesize
 
     selected = select_templates(coefficients)
     vertices = synthesize(model, coefficients, selected, identity)
@@ -261,8 +262,8 @@ def _synthesize_and_render(model: FaceModel, coefficients: np.ndarray, identity:
 
 def _landmarks_px(model: FaceModel, posed: np.ndarray, principal_point: np.ndarray) -> np.ndarray:
     """(68, 2) landmark pixels with the dynamic jaw (the outline seen at this pose)."""
-    from .core.contour import model_landmarks_np
-    from .core.render import camera_to_pixels
+    from ..core.contour import model_landmarks_np
+    from ..core.render import camera_to_pixels
 
     return camera_to_pixels(model_landmarks_np(model, posed), principal_point)[:, :2]
 
@@ -292,7 +293,7 @@ def _add_model(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_model_build(args: argparse.Namespace) -> int:
-    from .core.convert import build_face_model
+    from ..core.convert import build_face_model
 
     out = build_face_model(args.src_dir.expanduser(), args.output.expanduser())
     print(f"wrote {out}")

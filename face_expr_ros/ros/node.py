@@ -13,7 +13,7 @@ subscribes and starts the worker, deactivate stops both, cleanup releases the ne
 
 Every parameter is defined once, in :data:`PARAMETERS`: the node declares them from it, the tests
 compare config/face_expr.yaml with it, and docs/node.md's table is generated from it
-(``python -m face_expr_ros.node --markdown``).
+(``python -m face_expr_ros.ros.node --markdown``).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ try:  # built from this repository (face_expr_msgs) and, without apt ROS 2, the 
     from face_expr_msgs.msg import FaceExpressionArray
     from tf2_msgs.msg import TFMessage
 
-    from face_expr_ros import ros_convert
+    from face_expr_ros.ros import convert as ros_convert
     MESSAGES_IMPORT_ERROR: ImportError | None = None
 except ImportError as _err:  # reported by configure / main with the fix
     MESSAGES_IMPORT_ERROR = _err
@@ -70,10 +70,10 @@ RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detec
 """Run-time parameters applied through core.reconstruct.Reconstructor.configure (same names)."""
 
 
-from face_expr_ros.node_parameters import (  # noqa: F401  (re-exported: tests, tools)
+from face_expr_ros.ros.parameters import (  # noqa: F401  (re-exported: tests, tools)
     NODE_NAME, PARAMETERS, PARAMETERS_BY_NAME, ParameterSpec, check_value, default_parameters,
     TRACKING_PREFIX, descriptor_for, parameters_markdown, parameters_yaml)
-from face_expr_ros.node_stats import NodeStats, stamp_latency_ms
+from face_expr_ros.ros.stats import NodeStats, stamp_latency_ms
 
 # ---------------------------------------------------------------------------------------------
 # The node
@@ -578,7 +578,7 @@ def _marker_id(face_id: str) -> int:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``face_expr_node`` (also ``python -m face_expr_ros.node``)."""
+    """Entry point of ``face_expr_node`` (also ``python -m face_expr_ros.ros.node``)."""
     argv = sys.argv if args is None else args
     if "--markdown" in argv[1:] or "--yaml" in argv[1:]:
         sys.stdout.write(parameters_markdown() if "--markdown" in argv else parameters_yaml())

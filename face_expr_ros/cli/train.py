@@ -31,8 +31,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .train import train
+    from ..training.config import load_config
+    from ..training.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.config is not None and not args.config.is_file():

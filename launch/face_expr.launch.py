@@ -20,6 +20,8 @@ Arguments:
     frame_id: optical frame of the camera started here (usb_cam, v4l2_camera) and RViz's
         fixed frame; realsense names its own: camera_color_optical_frame.
     use_rviz: start RViz with config/face_expr.rviz.
+    rep155: true | false: the REP-155 (ROS4HRI) topics under /humans/faces (overrides the params
+        file's ``rep155``; needs hri_msgs).
 
 launch and launch_ros are imported inside generate_launch_description, so this file can be
 imported (and checked by test/test_launch_config.py) where ROS 2's launch is not installed.
@@ -72,11 +74,14 @@ def generate_launch_description():
                               description="Optical frame of usb_cam / v4l2_camera; RViz fixed frame"),
         DeclareLaunchArgument("use_rviz", default_value="false", choices=["true", "false"],
                               description="Start RViz with config/face_expr.rviz"),
+        DeclareLaunchArgument("rep155", default_value="true", choices=["true", "false"],
+                              description="Publish the REP-155 (ROS4HRI) topics under "
+                                          "/humans/faces (needs hri_msgs)"),
     ]
 
     face_expr = Node(
         namespace=namespace, package=PACKAGE, executable=EXECUTABLE, name=EXECUTABLE, output="screen",
-        parameters=[LaunchConfiguration("params_file")],
+        parameters=[LaunchConfiguration("params_file"), {"rep155": LaunchConfiguration("rep155")}],
         remappings=[("image", per_camera("image", "image_raw", "camera/color/image_raw")),
                     ("camera_info", per_camera("camera_info", "camera_info",
                                                "camera/color/camera_info"))])

@@ -222,7 +222,7 @@ def test_launch_description_arguments_nodes_and_conditions(launch_stubs, node_mo
     share = "/opt/ros/share/face_expr_ros"
     arguments = {a.args[0]: a.kwargs for a in launch_stubs["DeclareLaunchArgument"].instances}
     assert set(arguments) == {"image", "camera_info", "namespace", "params_file", "camera",
-                              "video_device", "frame_id", "use_rviz"}
+                              "video_device", "frame_id", "use_rviz", "rep155"}
     assert arguments["params_file"]["default_value"] == f"{share}/config/face_expr.yaml"
     assert arguments["camera"]["choices"] == ["none", "usb_cam", "v4l2_camera", "realsense"]
     assert arguments["camera"]["default_value"] == "none"
@@ -232,7 +232,11 @@ def test_launch_description_arguments_nodes_and_conditions(launch_stubs, node_mo
     nodes = {n.kwargs["executable"]: n.kwargs for n in launch_stubs["Node"].instances}
     face = nodes["face_expr_node"]
     assert face["package"] == "face_expr_ros" and face["name"] == "face_expr_node"
-    assert [p.args for p in face["parameters"]] == [("params_file",)]  # LaunchConfiguration
+    params_file, overrides = face["parameters"]
+    assert params_file.args == ("params_file",)  # LaunchConfiguration
+    assert {k: v.args for k, v in overrides.items()} == {"rep155": ("rep155",)}
+    assert arguments["rep155"]["default_value"] == "true"
+    assert node_module.PARAMETERS_BY_NAME["rep155"].default is True
     assert [r[0] for r in face["remappings"]] == ["image", "camera_info"]
     # each camera driver only when chosen
     for executable, camera in (("usb_cam_node_exe", "usb_cam"),

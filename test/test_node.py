@@ -325,7 +325,7 @@ class TestRawImages:
         assert session.client.spin_until(lambda: marker() is not None, 5.0), "no mesh marker"
         m = marker()
         assert m.type == Marker.TRIANGLE_LIST and m.header.frame_id == FRAME_ID
-        assert m.id == int(face.id) and m.text == face.id
+        assert face.id.startswith("f") and m.id == int(face.id[1:]) and m.text == face.id
         assert len(m.points) == 3 * expected, (len(m.points) // 3, expected)
         assert session.client.spin_until(
             lambda: any(d.header.stamp == msg.header.stamp for d in session.debug), 5.0)

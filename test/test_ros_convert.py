@@ -374,12 +374,13 @@ def test_faces_to_messages_matches_the_single_conversions(rc, header, face_model
     K = camera_matrix(640, 480)
     faces = [face("1", 10.0, 200.0), face("2", -20.0, 450.0)]
     messages, transforms, poses = rc.faces_to_messages(header, faces, K, (640, 480))
-    assert [m.id for m in messages] == ["1", "2"] and len(transforms) == 4 and len(poses) == 2
+    # the published ids are REP-155 ids (a letter first), the same in messages and frames
+    assert [m.id for m in messages] == ["f1", "f2"] and len(transforms) == 4 and len(poses) == 2
     for f, m, pose in zip(faces, messages, poses):
         expected = f.optical_pose(K)
         np.testing.assert_allclose(pose.position, expected.position)
-        single = rc.face_to_msg(header, f.id, f.score, f.box, (640, 480), f.names, f.coefficients,
+        single = rc.face_to_msg(header, rc.hri_face_id(f.id), f.score, f.box, (640, 480), f.names, f.coefficients,
                                 f.selected, f.identity, expected.position, expected.face_rotation,
                                 f.landmarks)
         assert m == single
-    assert [t.child_frame_id for t in transforms] == ["face_1", "gaze_1", "face_2", "gaze_2"]
+    assert [t.child_frame_id for t in transforms] == ["face_f1", "gaze_f1", "face_f2", "gaze_f2"]

@@ -118,6 +118,7 @@ class FaceExprNode(LifecycleNode):
         self._mesh_ids: set[str] = set()
         self._pending_deletes: set[str] = set()
         self._last_mesh_time = -math.inf
+        self._rep155 = None  # ros.rep155.Rep155Output while configured with rep155:=true
 
     @property
     def autostart(self) -> bool:
@@ -181,6 +182,7 @@ class FaceExprNode(LifecycleNode):
             "mesh": self.create_lifecycle_publisher(MarkerArray, "faces/mesh", 1),
             "debug_image": self.create_lifecycle_publisher(Image, "faces/debug_image", 1),
         }
+        self._rep155 = self._build_rep155()
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
@@ -207,6 +209,20 @@ class FaceExprNode(LifecycleNode):
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
             onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"])
         return reconstructor
+
+    def _build_rep155(self):
+        """The REP-155 output (ros.rep155), or None when off or hri_msgs does not import."""
+        if not self.get_parameter("rep155").value:
+            return None
+        try:
+            from face_expr_ros.ros.rep155 import Rep155Output
+        except ImportError as err:
+            self.get_logger().warning(
+                f"rep155: hri_msgs does not import ({err}); REP-155 output off. Install "
+                "ros-$ROS_DISTRO-hri-msgs (a venv: bash .ci/setup_venv.sh builds a stand-in) or "
+                "set rep155:=false to silence this")
+            return None
+        return Rep155Output(self)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         transport = self.get_parameter("image_transport").value
@@ -242,6 +258,8 @@ class FaceExprNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_input()
         self._delete_all_markers()
+        if self._rep155 is not None:
+            self._rep155.clear()  # no frames while inactive: no tracked faces
         self.get_logger().info(f"deactivated: unsubscribed from {self._image_topic}")
         self._lifecycle_state = "inactive"
         return super().on_deactivate(state)
@@ -285,6 +303,9 @@ class FaceExprNode(LifecycleNode):
         for pub in self._outputs.values():
             self.destroy_lifecycle_publisher(pub)
         self._outputs = {}
+        if self._rep155 is not None:
+            self._rep155.close()
+            self._rep155 = None
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
@@ -400,6 +421,9 @@ class FaceExprNode(LifecycleNode):
         self._outputs["expression"].publish(ros_convert.faces_to_array_msg(header, messages))
         if settings["publish_tf"] and transforms:
             self._outputs["tf"].publish(TFMessage(transforms=transforms))
+        if self._rep155 is not None:
+            self._rep155.publish(header, rgb, faces, dropped_ids, (
+                int(settings["humans.faces.width"]), int(settings["humans.faces.height"])))
         self._pending_deletes.update(i for i in dropped_ids if i in self._mesh_ids)
         # the model-space meshes, synthesised once per face and frame, only when drawn
         vertices = _LazyVertices(faces)
@@ -460,7 +484,7 @@ class FaceExprNode(LifecycleNode):
         for i, face in enumerate(faces):
             optical = face.optical_vertices(K, vertices[i], pose=poses[i])[mesh.vertex_index]
             markers.markers.append(ros_convert.mesh_to_marker(
-                header, face.id, optical, mesh.triangles, marker_id=_marker_id(face.id)))
+                header, ros_convert.hri_face_id(face.id), optical, mesh.triangles, marker_id=_marker_id(face.id)))
             self._mesh_ids.add(face.id)
         if markers.markers:
             self._outputs["mesh"].publish(markers)
@@ -491,7 +515,7 @@ class FaceExprNode(LifecycleNode):
                     cv2.polylines(out, list(polygons), True, (80, 160, 255), 1, cv2.LINE_AA, 2)
             x0, y0, x1, y1 = (int(round(v)) for v in face.box)
             cv2.rectangle(out, (x0, y0), (x1, y1), (255, 200, 0), 2)
-            cv2.putText(out, f"{face.id} {face.score:.2f}", (x0, max(12, y0 - 4)),
+            cv2.putText(out, f"{ros_convert.hri_face_id(face.id)} {face.score:.2f}", (x0, max(12, y0 - 4)),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 200, 0), 1, cv2.LINE_AA)
             out = draw_landmarks(out, face.landmarks)
         self._outputs["debug_image"].publish(ros_convert.rgb_to_image(out, header))

@@ -157,6 +157,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   low=0.0, high=1000.0),
     # -- outputs (runtime)
     ParameterSpec("publish_tf", True, "Publish face_<id> and gaze_<id> on /tf."),
+    # -- REP-155 (ROS4HRI) output (docs/node.md, "REP-155 output")
+    ParameterSpec("rep155", True,
+                  "Publish REP-155 (ROS4HRI) topics for HRI stacks: /humans/faces/tracked and per "
+                  "face /humans/faces/<id>/{roi,landmarks,facs,cropped,aligned,expression}. Needs "
+                  "hri_msgs (ros-$ROS_DISTRO-hri-msgs); without it the node logs a warning and "
+                  "runs without this output.", applies="configure"),
+    ParameterSpec("humans.faces.width", 128,
+                  "Width in pixels of /humans/faces/<id>/cropped and /aligned (REP-155's "
+                  "/humans/faces/width).", low=8, high=2048),
+    ParameterSpec("humans.faces.height", 128,
+                  "Height in pixels of /humans/faces/<id>/cropped and /aligned (REP-155's "
+                  "/humans/faces/height).", low=8, high=2048),
     ParameterSpec("publish_mesh", False,
                   "Publish faces/mesh (visualization_msgs/MarkerArray, one TRIANGLE_LIST per face)."),
     ParameterSpec("mesh_max_triangles", 2000,
@@ -247,17 +259,16 @@ def parameters_yaml() -> str:
         "/**/face_expr_node:",
         "  ros__parameters:",
     ]
-    group = None
+    group: list[str] = []
     for spec in PARAMETERS:
         parts = spec.name.split(".")
-        indent = "    "
-        if len(parts) == 2:
-            if group != parts[0]:
-                lines.append(f"    {parts[0]}:")
-                group = parts[0]
-            indent = "      "
-        else:
-            group = None
+        shared = 0  # the groups this name shares with the previous one stay open
+        while shared < min(len(group), len(parts) - 1) and group[shared] == parts[shared]:
+            shared += 1
+        for depth in range(shared, len(parts) - 1):
+            lines.append(f"{'  ' * (depth + 2)}{parts[depth]}:")
+        group = parts[:-1]
+        indent = "  " * (len(parts) + 1)
         when = {"runtime": "", "activate": " [applied at activate]",
                 "configure": " [applied at configure]", "startup": " [read-only]"}[spec.applies]
         if spec.choices:

@@ -9,7 +9,10 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.md", "data/*", "training/configs/*.yaml"]},
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.md", "data/*", "training/configs/*.yaml",
+                            # the compact ICT face model, its licence and credit (MIT)
+                            "facemodel/ict_face_model.npz", "facemodel/LICENSE-ICT-FaceKit",
+                            "facemodel/README.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

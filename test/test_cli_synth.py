@@ -98,14 +98,16 @@ def test_model_build_calls_the_converter(tmp_path, monkeypatch, capsys):
 
     calls = []
 
-    def fake_build(src_dir, out_path):
-        calls.append((src_dir, out_path))
+    def fake_build(src_dir, out_path, compact=False):
+        calls.append((src_dir, out_path, compact))
+        out_path.write_bytes(b"npz")
         return out_path
 
     monkeypatch.setattr(convert, "build_face_model", fake_build)
     out = tmp_path / "m.npz"
     assert cli.main(["model", "build", str(tmp_path), "-o", str(out)]) == 0
-    assert calls == [(tmp_path, out)]
+    assert cli.main(["model", "build", str(tmp_path), "-o", str(out), "--compact"]) == 0
+    assert calls == [(tmp_path, out, False), (tmp_path, out, True)]
     assert str(out) in capsys.readouterr().out
 
 

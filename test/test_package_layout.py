@@ -218,6 +218,17 @@ def test_colcon_skips_the_ci_standin_tf2_msgs():
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     run = (REPO / ".ci" / "run").read_text().splitlines()
-    command = run[-1].strip()
-    assert command.startswith("bash .ci/setup_venv.sh"), ".ci/run ends with the test command"
+    (command,) = [line.strip() for line in run if line.startswith("bash .ci/setup_venv.sh")]
+    assert "pytest" in command, ".ci/run runs the test command"
     assert command in readme, f"README.md does not show the command CI runs: {command}"
+
+
+def test_ci_runs_the_readme_first_command_in_a_fresh_clone():
+    """The README's first command, in a clone with no ../shared beside it (the packaged model)."""
+    readme = (REPO / "README.md").read_text()
+    first = re.search(r"```bash\n(.+?)\n```", readme).group(1).strip()
+    assert first == "bash .ci/setup_venv.sh && .venv/bin/face_expr demo"
+    run = (REPO / ".ci" / "run").read_text()
+    clone = run.index('git clone -q "$PWD" "$fresh/face_expr_ros"')
+    assert run.index("mktemp -d") < clone < run.index(first)
+    assert 'XDG_DATA_HOME="$fresh/data"' in run and "unset FACE_EXPR_FACE_MODEL" in run

@@ -282,21 +282,33 @@ def _add_model(commands: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(run=None, help_parser=parser)
     build = actions.add_parser(
-        "build", help="convert the ICT-FaceKit FaceXModel folder to ict_face_model.npz",
+        "build", help="convert ICT-FaceKit's FaceXModel folder (or a full model) to ict_face_model.npz",
         description="Convert the upstream ICT-FaceKit FaceXModel folder "
-                    "(https://github.com/ICT-VGL/ICT-FaceKit, MIT) to the compact face model file.")
+                    "(https://github.com/ICT-VGL/ICT-FaceKit, MIT) to the face model file; with "
+                    "--compact, only what inference and training load, bases as 16-bit integers "
+                    "per mode (the form shipped in the package; docs/face_model.md). The source "
+                    "may also be a full ict_face_model.npz (then --compact is required).")
     build.add_argument("src_dir", type=Path, metavar="ICT_FACEKIT_DIR",
-                       help="the FaceXModel folder (vertex_indices.json, *.obj)")
+                       help="the FaceXModel folder (vertex_indices.json, *.obj), or a full .npz")
     build.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                        help="the .npz to write, e.g. ~/.local/share/face_expr_ros/ict_face_model.npz")
+    build.add_argument("--compact", action="store_true",
+                       help="write the compact form (about 7.6 MB instead of 21 MB)")
     build.set_defaults(run=_run_model_build)
 
 
 def _run_model_build(args: argparse.Namespace) -> int:
-    from ..core.convert import build_face_model
+    from ..core.convert import build_face_model, compact_face_model
 
-    out = build_face_model(args.src_dir.expanduser(), args.output.expanduser())
-    print(f"wrote {out}")
+    src, out = args.src_dir.expanduser(), args.output.expanduser()
+    if src.is_file():
+        if not args.compact:
+            raise UsageError(f"{src} is a file: a full .npz is converted with --compact only "
+                             "(a FaceXModel folder builds the full model)")
+        written = compact_face_model(src, out)
+    else:
+        written = build_face_model(src, out, compact=args.compact)
+    print(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK
 
 

@@ -16,6 +16,8 @@ import numpy as np
 ENV_VAR = "FACE_EXPR_FACE_MODEL"
 FILE_NAME = "ict_face_model.npz"
 N_LANDMARKS = 68
+PACKAGED_FACE_MODEL = Path(__file__).resolve().parents[1] / "facemodel" / FILE_NAME
+"""The compact ICT face model shipped with the package (docs/face_model.md)."""
 # Landmarks 0-16 are the jaw; 17-67 brows, nose, eyes and mouth (iBUG 68 order).
 N_JAW = 17
 
@@ -96,6 +98,9 @@ def default_search_paths() -> list[Path]:
     # A per-user data folder (XDG).
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     places.append(data_home / "face_expr_ros" / FILE_NAME)
+    # Last: the compact model shipped inside the package (face_expr_ros/facemodel/), so a fresh
+    # clone or a pip install runs without anything else.
+    places.append(PACKAGED_FACE_MODEL)
     return places
 
 
@@ -154,6 +159,7 @@ def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
 def face_model_from_arrays(arrays: dict[str, np.ndarray], path: str = "") -> FaceModel:
     """Validate a dict of arrays (the npz's content) and build a :class:`FaceModel`."""
     where = path or "face model"
+    arrays = _restore_quantized(arrays, where)
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise FaceModelError(f"{where}: missing arrays {missing} (present: {sorted(arrays)})")
@@ -186,6 +192,21 @@ def face_model_from_arrays(arrays: dict[str, np.ndarray], path: str = "") -> Fac
                      expression_basis=expression, identity_names=identity_names,
                      expression_names=expression_names, landmarks68=landmarks,
                      face_area_vertex_count=face_count, path=path)
+
+
+def _restore_quantized(arrays: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """The compact file's bases (``<name>_int16`` times ``<name>_scale`` per mode, written by
+    core.convert.compact_arrays) as float32 ``<name>``; other arrays pass through."""
+    out = dict(arrays)
+    for name in ("identity_basis", "expression_basis"):
+        q, s = arrays.get(f"{name}_int16"), arrays.get(f"{name}_scale")
+        if q is None or name in arrays:
+            continue
+        if s is None or q.dtype != np.int16 or q.ndim != 3 or np.shape(s) != (q.shape[0],):
+            raise FaceModelError(f"{where}: {name}_int16 {q.dtype} {q.shape} needs {name}_scale "
+                                 f"of shape ({q.shape[0]},), got {np.shape(s)}")
+        out[name] = q.astype(np.float32) * np.asarray(s, np.float32)[:, None, None]
+    return out
 
 
 def _float_array(value: np.ndarray, name: str, where: str, ndim: int) -> np.ndarray:

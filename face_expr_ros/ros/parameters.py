@@ -70,8 +70,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("face_model_path", "",
                   "Compact face model ict_face_model.npz. \"\" = the search order: "
                   "$FACE_EXPR_FACE_MODEL, ../shared/facemodel beside the checkout, "
-                  "share/face_expr_ros/facemodel, ~/.local/share/face_expr_ros (README, \"Face "
-                  "model\").", applies="configure"),
+                  "share/face_expr_ros/facemodel, ~/.local/share/face_expr_ros, the compact model "
+                  "shipped in the package (README, \"The face model\").", applies="configure"),
     ParameterSpec("device", "auto",
                   "Torch device of the network: auto (CUDA when available, else CPU), cpu, cuda, "
                   "cuda:N.", applies="configure"),

@@ -70,6 +70,17 @@ def ros_env():
 
 
 @pytest.fixture(scope="session")
+def hri_env(ros_env):
+    """ros_env plus hri_msgs (REP-155): a robot's ros-$ROS_DISTRO-hri-msgs, or the venv's stand-in."""
+    try:
+        import hri_msgs.msg  # noqa: F401
+    except ImportError as err:
+        skip_or_fail(f"hri_msgs is not importable ({err}); {SETUP_HINT} (it builds the stand-in "
+                     ".ci/hri_msgs); a robot has ros-$ROS_DISTRO-hri-msgs")
+    return ros_env
+
+
+@pytest.fixture(scope="session")
 def data_root():
     """../shared/data (or $FACE_EXPR_DATA): the development images and labels."""
     from face_expr_ros.data_paths import data_root as find

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import rclpy_node, skip_or_fail
+from conftest import rclpy_node
 
 FRAME_ID = "hri_test_camera_optical_frame"
 NAMESPACE = "/hri_test"
@@ -20,16 +20,6 @@ WIDTH, HEIGHT = 640, 480
 CROP_W, CROP_H = 96, 80  # not REP-155's default 128: the size parameters must be used
 TIMEOUT_S = 90.0
 PER_FACE = ("roi", "landmarks", "facs", "cropped", "aligned", "expression")
-
-
-@pytest.fixture(scope="module")
-def hri(ros_env):
-    try:
-        import hri_msgs.msg  # noqa: F401
-    except ImportError as err:
-        skip_or_fail(f"hri_msgs is not importable ({err}); bash .ci/setup_venv.sh builds the "
-                     "stand-in (.ci/hri_msgs)")
-    return ros_env
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ class HriListener:
 
 
 @pytest.fixture(scope="module")
-def session(hri, tmp_path_factory):
+def session(hri_env, tmp_path_factory):
     from face_expr_ros.ros.demo import NodeProcess
 
     parameters = {"backend": "torch", "tracking.min_hits": "1", "tracking.max_missed": "0",

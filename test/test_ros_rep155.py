@@ -13,19 +13,13 @@ from face_expr_ros.core import face_crops
 from face_expr_ros.core.emotions import EMOTIONS
 from face_expr_ros.core.facs import FACS_UNITS, action_units, facs_markdown
 
-from conftest import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(155)
 
 
 @pytest.fixture(scope="module")
-def rep155(ros_env):
-    try:
-        import hri_msgs.msg  # noqa: F401
-    except ImportError as err:
-        skip_or_fail(f"hri_msgs is not importable ({err}); bash .ci/setup_venv.sh builds the "
-                     "stand-in (.ci/hri_msgs), a robot has ros-$ROS_DISTRO-hri-msgs")
+def rep155(hri_env):
     from face_expr_ros.ros import rep155 as module
 
     return module

@@ -7,7 +7,7 @@ direction; its intensity is the larger of the two, as hri_msgs/FacialActionUnits
 unit. Action units without a template (AU8, AU13, AU19, AU21, AU23, AU25, AU26, the head movement,
 visibility and gross behaviour codes) are not estimated.
 
-    au, intensity = action_units(names, coefficients)   # (29,) codes, (29,) in [0, 1]
+    au, intensity = action_units(names, coefficients)   # (28,) codes, (28,) in [0, 1]
 
 :data:`FACS_UNITS` is the one table: the node's ``/facs`` output and docs/node.md's table
 (:func:`facs_markdown`, a test checks they agree) both come from it.

@@ -9,6 +9,7 @@ for --resume, read with ``weights_only=True``) and ``best.safetensors`` (weights
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -25,12 +26,13 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 from ..core.arkit import arkit_matrix
 from ..core.facemodel import load_face_model
-from ..core.network import FaceNet
+from ..core.network import N_EMOTIONS, FaceNet
 from ..core.projection import LandmarkProjector
 from ..core.reconstruct import pick_device
 from ..core.weights import load_weights, save_weights, tensor_hash
 from . import losses
 from .config import TrainConfig, config_to_dict
+from .crop_cache import CacheParams, build_crop_cache
 from .datasets import build_index, load_teacher_cache, split_of
 from .metrics import nme
 from .pairs import LandmarkPairs, PairParams
@@ -73,7 +75,7 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
     """Train/val pair datasets over the configured sets, and per-item sampling weights."""
     data = config.data
     cache = load_teacher_cache(Path(data.teacher_cache).expanduser()) if data.teacher_cache else None
-    train_entries, val_entries, weights = [], [], []
+    train_entries, val_entries, weights, crops = [], [], [], {}
     for set_name, set_weight in data.sets.items():
         entries = [e for e in build_index(set_name, data.root, cache) if e.landmarks is not None]
         if data.max_per_set:
@@ -81,6 +83,9 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         if not entries:
             log.warning("set %s has no landmarks (annotate it first): left out", set_name)
             continue
+        if data.crop_cache:
+            crops[set_name] = build_crop_cache(set_name, entries, CacheParams(margin=config.net.crop_margin),
+                                               data.cache_workers)
         tr = [e for e in entries if split_of(e, data.val_fraction) == "train"]
         va = [e for e in entries if split_of(e, data.val_fraction) == "val"]
         train_entries += tr
@@ -93,8 +98,26 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         keep = np.random.default_rng(config.seed).choice(len(val_entries), config.val_max_faces,
                                                          replace=False)
         val_entries = [val_entries[i] for i in sorted(keep)]
-    return (LandmarkPairs(train_entries, params, train=True),
-            LandmarkPairs(val_entries, params, train=False), weights)
+    return (LandmarkPairs(train_entries, params, train=True, caches=crops,
+                          negatives=config.loss.presence > 0),
+            LandmarkPairs(val_entries, params, train=False, caches=crops), weights)
+
+
+def blendshape_scale(entries, floor: float = 0.02) -> np.ndarray:
+    """(52,) the teacher's standard deviation of each blendshape over ``entries`` (at least
+    ``floor``; 1 where no entry has a score): the divisor of the standardised distillation."""
+    scores = np.array([e.blendshapes for e in entries if e.blendshapes is not None], np.float64)
+    if not len(scores):
+        return np.ones(52, np.float32)
+    std = np.nanstd(scores, axis=0)
+    return np.where(np.isfinite(std), np.maximum(std, floor), 1.0).astype(np.float32)
+
+
+def rotation_errors_deg(predicted: torch.Tensor, target: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """Geodesic angles (degrees) between predicted and target rotations where ``mask`` is 1."""
+    cos = ((predicted.transpose(-1, -2) @ target).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))[mask > 0].cpu()
 
 
 class Trainer:
@@ -117,9 +140,15 @@ class Trainer:
                                      device=self.device)
         self.projector = LandmarkProjector(self.model, config.net.n_identity).to(self.device)
         self.ddp = (DistributedDataParallel(self.net) if self.dist.world > 1 else self.net)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay)
+        # a linear probe of the 53 coefficients for the emotions (training only, not shipped): its
+        # cross-entropy makes the coefficients carry what tells the emotions apart
+        self.probe = torch.nn.Linear(config.net.n_expressions, N_EMOTIONS).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            list(self.net.parameters()) + list(self.probe.parameters()), lr=config.lr,
+            weight_decay=config.weight_decay)
         self.train_set, self.val_set, self.weights = build_datasets(config)
+        self.blend_scale = torch.as_tensor(blendshape_scale(self.train_set.entries),
+                                           device=self.device)
         self.step, self.epoch, self.best, self.bad_validations = 0, 0, math.inf, 0
         self.started = time.monotonic()
         if self.dist.main:
@@ -157,17 +186,44 @@ class Trainer:
         l2_aug = None
         if self.config.loss.consistency > 0:
             l2_aug, _ = self.landmarks(b["image_aug"])
-        distill = (params.expression @ self.arkit.T, b["blendshapes"], b["blendshape_mask"])
-        return losses.total_loss(b["l1"], l2, b["l3"], l2_aug, b["affine"], b["permutation"],
-                                 params.identity, params.expression, self.config.loss, distill)
+        weights = self.config.loss
+        scale = self.blend_scale if weights.blendshapes_standardised else None
+        distill = (params.expression @ self.arkit.T, b["blendshapes"], b["blendshape_mask"], scale)
+        terms = losses.total_loss(b["l1"], l2, b["l3"], l2_aug, b["affine"], b["permutation"],
+                                  params.identity, params.expression, weights, distill)
+        if weights.rotation > 0:
+            terms.add("rotation", losses.rotation_distance(params.rotation, b["rotation"],
+                                                           b["rotation_mask"]), weights.rotation)
+        if weights.emotion > 0 and params.emotion_logits is not None:
+            terms.add("emotion", losses.labelled_cross_entropy(params.emotion_logits, b["emotion"]),
+                      weights.emotion)
+        if weights.coefficient_emotion > 0:
+            terms.add("coefficient_emotion", losses.labelled_cross_entropy(
+                self.probe(params.expression), b["emotion"]), weights.coefficient_emotion)
+        if weights.presence > 0 and params.presence_logit is not None and "negative" in b:
+            terms.add("presence", self.presence_term(params, b), weights.presence)
+        return terms
+
+    def presence_term(self, params, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BCE of the presence head: the batch's faces 1, a quarter batch of negatives 0."""
+        count = max(1, len(b["negative"]) // 4)
+        negative = self.ddp(b["negative"][:count]).presence_logit
+        logits = torch.cat((params.presence_logit, negative))
+        targets = torch.cat((torch.ones_like(params.presence_logit), torch.zeros_like(negative)))
+        return losses.presence_loss(logits, targets)
 
     def _init_from(self, path: str) -> None:
         """Start from trained weights (fine-tuning); their network config must be this run's."""
         source = load_weights(Path(path).expanduser(), "cpu")
-        if source.config != self.config.net:
+        heads = {"emotion_head": self.config.net.emotion_head,
+                 "presence_head": self.config.net.presence_head}
+        if dataclasses.replace(source.config, **heads) != self.config.net:
             raise ValueError(f"init_weights {path}: network config {source.config} differs from "
-                             f"the run's {self.config.net}")
-        self.net.load_state_dict(source.state_dict())
+                             f"the run's {self.config.net} (beyond the optional heads)")
+        # heads the source lacks keep their fresh initialisation; heads the run drops are ignored
+        own = self.net.state_dict()
+        self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},
+                                 strict=False)
 
     def lr_at(self, step: int, total: int) -> float:
         warmup = min(500, total // 20 + 1)
@@ -183,8 +239,15 @@ class Trainer:
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
                             num_workers=self.config.data.workers)
         errors68, errors51, blend_error, blend_count = [], [], 0.0, 0.0
+        angles, hits, labelled = [], 0, 0
         for batch in loader:
             l2, params = self.landmarks(batch["image"].to(self.device))
+            angles.append(rotation_errors_deg(params.rotation, batch["rotation"].to(self.device),
+                                              batch["rotation_mask"].to(self.device)))
+            if params.emotion_logits is not None:
+                known = batch["emotion"].to(self.device) >= 0
+                hits += int((params.emotion_logits.argmax(-1) == batch["emotion"].to(self.device))[known].sum())
+                labelled += int(known.sum())
             l1 = batch["l1"].to(self.device)
             errors68.append(nme(l2, l1).cpu())
             errors51.append(nme(l2[:, 17:], l1[:, 17:], l1).cpu())
@@ -193,8 +256,11 @@ class Trainer:
             blend_error += float(((arkit - batch["blendshapes"].to(self.device)).abs() * mask).sum())
             blend_count += float(mask.sum())
         self.net.train()
-        e68, e51 = torch.cat(errors68), torch.cat(errors51)
-        return {"val_nme68": float(e68.mean()), "val_nme51": float(e51.mean()),
+        e68, e51, angle = torch.cat(errors68), torch.cat(errors51), torch.cat(angles)
+        extra = {"val_rotation_deg": float(angle.mean()) if len(angle) else float("nan")}
+        if labelled:
+            extra["val_emotion_accuracy"] = hits / labelled
+        return {**extra,"val_nme68": float(e68.mean()), "val_nme51": float(e51.mean()),
                 "val_failure_rate": float((e68 > 0.10).float().mean()), "val_faces": len(e68),
                 # mean |ours - teacher| over the teacher's blendshape scores (NaN without any)
                 "val_blendshape_mae": blend_error / blend_count if blend_count else float("nan")}
@@ -275,6 +341,7 @@ class Trainer:
             if improved:
                 save_weights(self.out / "best.safetensors", self.net,
                              extra={"step": self.step, **metrics})
+            save_weights(self.out / "last.safetensors", self.net, extra={"step": self.step, **metrics})
             self.save_checkpoint()
 
     # ------------------------------------------------------------------ logs and checkpoints
@@ -305,7 +372,8 @@ class Trainer:
         return self._tb
 
     def save_checkpoint(self) -> None:
-        state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"net": self.net.state_dict(), "probe": self.probe.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
                  "step": torch.tensor(self.step), "epoch": torch.tensor(self.epoch),
                  "best": torch.tensor(self.best),
                  "bad_validations": torch.tensor(self.bad_validations)}
@@ -319,6 +387,8 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint {path}")
         state = torch.load(path, map_location=self.device, weights_only=True)  # never unpickles code
         self.net.load_state_dict(state["net"])
+        if "probe" in state:
+            self.probe.load_state_dict(state["probe"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])

@@ -109,8 +109,10 @@ def blendshape_scale(entries, floor: float = 0.02) -> np.ndarray:
     scores = np.array([e.blendshapes for e in entries if e.blendshapes is not None], np.float64)
     if not len(scores):
         return np.ones(52, np.float32)
-    std = np.nanstd(scores, axis=0)
-    return np.where(np.isfinite(std), np.maximum(std, floor), 1.0).astype(np.float32)
+    scored = np.isfinite(scores).any(axis=0)  # tongueOut: never scored by the teacher
+    std = np.ones(scores.shape[1])
+    std[scored] = np.maximum(np.nanstd(scores[:, scored], axis=0), floor)
+    return std.astype(np.float32)
 
 
 def rotation_errors_deg(predicted: torch.Tensor, target: torch.Tensor,
@@ -150,7 +152,7 @@ class Trainer:
         self.blend_scale = torch.as_tensor(blendshape_scale(self.train_set.entries),
                                            device=self.device)
         self.step, self.epoch, self.best, self.bad_validations = 0, 0, math.inf, 0
-        self.started = time.monotonic()
+        self.started, self.minutes_before = time.monotonic(), 0.0
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
@@ -225,11 +227,16 @@ class Trainer:
         self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},
                                  strict=False)
 
-    def lr_at(self, step: int, total: int) -> float:
+    def lr_at(self, step: int, total: int, minutes: float | None = None) -> float:
+        """Linear warm-up, then cosine decay to 0 at the step budget, or at ``max_minutes`` when
+        that comes first (``minutes``: time trained so far), so a run cut by its time budget on
+        a busy machine still ends at a low learning rate."""
         warmup = min(500, total // 20 + 1)
         if step < warmup:
             return self.config.lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
+        if minutes is not None and self.config.max_minutes:
+            progress = max(progress, minutes / self.config.max_minutes)
         return self.config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     # ------------------------------------------------------------------ validation
@@ -269,12 +276,16 @@ class Trainer:
     def stop_reason(self, total: int) -> str | None:
         if self.step >= total:
             return f"step budget reached ({total})"
-        minutes = (time.monotonic() - self.started) / 60
+        minutes = self.minutes_trained()
         if self.config.max_minutes and minutes >= self.config.max_minutes:
             return f"time budget reached ({self.config.max_minutes} min)"
         if self.bad_validations >= self.config.patience:
             return f"converged: no validation improvement in {self.config.patience} validations"
         return None
+
+    def minutes_trained(self) -> float:
+        """Minutes of training, over resumed runs (the checkpoint carries the earlier ones)."""
+        return self.minutes_before + (time.monotonic() - self.started) / 60
 
     def fit(self, progress: bool = True) -> dict:
         from tqdm import tqdm
@@ -294,7 +305,7 @@ class Trainer:
         reason = reason or f"epoch budget reached ({self.config.max_epochs})"
         bar.close()
         result = {"stop_reason": reason, "steps": self.step, "epochs": self.epoch,
-                  "best_val_nme68": self.best, "minutes": (time.monotonic() - self.started) / 60,
+                  "best_val_nme68": self.best, "minutes": self.minutes_trained(),
                   "world_size": self.dist.world, "rank_weight_hashes": self.rank_hashes()}
         if self.dist.main:
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
@@ -311,8 +322,9 @@ class Trainer:
         return hashes
 
     def train_step(self, batch: dict, total: int, bar) -> str | None:
+        minutes = self.minutes_trained()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step, total)
+            group["lr"] = self.lr_at(self.step, total, minutes)
         terms = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -376,7 +388,8 @@ class Trainer:
                  "optimizer": self.optimizer.state_dict(),
                  "step": torch.tensor(self.step), "epoch": torch.tensor(self.epoch),
                  "best": torch.tensor(self.best),
-                 "bad_validations": torch.tensor(self.bad_validations)}
+                 "bad_validations": torch.tensor(self.bad_validations),
+                 "minutes": torch.tensor(self.minutes_trained(), dtype=torch.float64)}
         tmp = self.out / ".last.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.out / "last.pt")
@@ -392,6 +405,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])
+        self.minutes_before = float(state.get("minutes", 0.0))
         log.info("resumed from %s at step %d", path, self.step)
 
 

@@ -172,3 +172,18 @@ def test_blendshape_scale_is_the_teachers_spread_with_a_floor():
     scale = blendshape_scale(entries, floor=0.02)
     assert abs(scale[0] - 0.25) < 1e-6 and scale[1] == np.float32(0.02) and scale[51] == 1.0
     assert (blendshape_scale([]) == 1).all()
+
+
+def test_recalibrate_batch_norm_averages_the_views_statistics():
+    from face_expr_ros.training.train import recalibrate_batch_norm
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
+    torch.nn.init.eye_(net[0].weight[:, :, 0, 0][:3])  # channels 0-2 copy the input
+    with torch.no_grad():
+        net[0].weight[3] = 0
+    net[1].running_mean.fill_(5.0)  # stale statistics, e.g. from passes of other inputs
+    batches = [{"image": torch.full((2, 3, 4, 4), v), "image_aug": torch.full((2, 3, 4, 4), v + 1)}
+               for v in (0.0, 2.0)]
+    assert recalibrate_batch_norm(net.eval(), batches) == 2
+    torch.testing.assert_close(net[1].running_mean[:3], torch.full((3,), 1.5))  # mean of 0,1,2,3
+    assert not net.training and net[1].momentum == 0.1  # mode and momentum restored

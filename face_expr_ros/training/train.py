@@ -184,11 +184,20 @@ class Trainer:
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> losses.LossTerms:
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        l2, params = self.landmarks(b["image"])
+        weights = self.config.loss
+        negatives = None
+        if weights.presence > 0 and self.net.presence_head is not None and "negative" in b:
+            # a quarter batch of no-face / half-face crops in the same forward pass as the faces:
+            # a pass of negatives alone would pull the batch-norm running statistics towards them
+            # (measured: validation NME68 0.084 against 0.077 with the statistics re-estimated)
+            negatives = b["negative"][: max(1, len(b["negative"]) // 4)]
+        faces = len(b["image"])
+        images = b["image"] if negatives is None else torch.cat((b["image"], negatives))
+        l2_all, params_all = self.landmarks(images)
+        l2, params = l2_all[:faces], params_all[:faces]
         l2_aug = None
         if self.config.loss.consistency > 0:
             l2_aug, _ = self.landmarks(b["image_aug"])
-        weights = self.config.loss
         scale = self.blend_scale if weights.blendshapes_standardised else None
         distill = (params.expression @ self.arkit.T, b["blendshapes"], b["blendshape_mask"], scale)
         terms = losses.total_loss(b["l1"], l2, b["l3"], l2_aug, b["affine"], b["permutation"],
@@ -202,17 +211,11 @@ class Trainer:
         if weights.coefficient_emotion > 0:
             terms.add("coefficient_emotion", losses.labelled_cross_entropy(
                 self.probe(params.expression), b["emotion"]), weights.coefficient_emotion)
-        if weights.presence > 0 and params.presence_logit is not None and "negative" in b:
-            terms.add("presence", self.presence_term(params, b), weights.presence)
+        if negatives is not None:
+            logits = params_all.presence_logit  # the faces 1, the negatives 0
+            targets = (torch.arange(len(logits), device=logits.device) < faces).float()
+            terms.add("presence", losses.presence_loss(logits, targets), weights.presence)
         return terms
-
-    def presence_term(self, params, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        """BCE of the presence head: the batch's faces 1, a quarter batch of negatives 0."""
-        count = max(1, len(b["negative"]) // 4)
-        negative = self.ddp(b["negative"][:count]).presence_logit
-        logits = torch.cat((params.presence_logit, negative))
-        targets = torch.cat((torch.ones_like(params.presence_logit), torch.zeros_like(negative)))
-        return losses.presence_loss(logits, targets)
 
     def _init_from(self, path: str) -> None:
         """Start from trained weights (fine-tuning); their network config must be this run's."""
@@ -416,3 +419,51 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: torch.nn.Module, batches) -> int:
+    """Re-estimate every batch-norm layer's running statistics as the plain average over
+    ``batches`` (dicts with ``image`` and ``image_aug``: both views, as training saw them, but no
+    negative crops), the weights unchanged; returns the number of batches used. Training passes
+    that mix other inputs (or eval-time statistics that lag a fine-tuning) leave statistics that
+    do not fit the faces the network sees at run time."""
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = net.training
+    net.train()
+    device = next(net.parameters()).device
+    count = 0
+    for batch in batches:
+        net(batch["image"].to(device))
+        net(batch["image_aug"].to(device))
+        count += 1
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    net.train(was_training)
+    return count
+
+
+def precise_batch_norm(config: TrainConfig, weights_name: str = "best.safetensors",
+                       batches: int = 30) -> dict:
+    """``face_expr train --precise-bn N``: OUTPUT/``weights_name`` with its batch-norm statistics
+    re-estimated on N training batches of faces, validated before and after, written as
+    OUTPUT/precise_bn.safetensors (with both validations in its metadata)."""
+    import itertools
+
+    run = Path(config.output)
+    # a side folder for the trainer's own files: the run's config.json stays the run's
+    trainer = Trainer(dataclasses.replace(config, init_weights=str(run / weights_name),
+                                          output=str(run / "precise_bn")))
+    before = trainer.validate()
+    trainer.train_set.negatives = False
+    used = recalibrate_batch_norm(trainer.net, itertools.islice(trainer.train_loader(), batches))
+    after = trainer.validate()
+    out = save_weights(run / "precise_bn.safetensors", trainer.net,
+                       extra={"source": weights_name, "precise_bn_batches": used,
+                              "before": before, **after})
+    return {"weights": str(out), "batches": used, "before": before, "after": after}
+

@@ -306,6 +306,8 @@ class Trainer:
             else:
                 self.epoch += 1
         reason = reason or f"epoch budget reached ({self.config.max_epochs})"
+        if self.step % self.config.val_every_steps and self.step < total:
+            self.validation_round()  # stopped between validations (time, epochs): keep the end
         bar.close()
         result = {"stop_reason": reason, "steps": self.step, "epochs": self.epoch,
                   "best_val_nme68": self.best, "minutes": self.minutes_trained(),

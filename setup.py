@@ -43,6 +43,8 @@ setup(
         "onnx": ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.3"],
         # `face_expr video` on rosbag2 (.db3/.mcap) files without a ROS install.
         "bag": ["rosbags>=0.10"],
+        # `face_expr eval`'s emotion probe (standardised logistic regression, grouped folds)
+        "eval": ["scikit-learn>=1.3"],
     },
     zip_safe=False,
     maintainer="face_expr_ros developers",

@@ -53,7 +53,7 @@ build_interfaces() {  # build_interfaces PKG_DIR: cmake-build an interface packa
 build_interfaces "$ROOT/face_expr_msgs"
 
 echo "[setup] face_expr_ros (editable) and its dependencies"
-pip_install -e "$ROOT[test,onnx,bag]"
+pip_install -e "$ROOT[test,onnx,bag,eval]"
 
 # Training tools (teacher landmarks, second detector backends): never needed on a robot.
 # mediapipe goes in without its dependencies: they include opencv-contrib-python, which would

@@ -54,8 +54,9 @@ def measure(threads: int, batches: list[int], repeats: int, weights: str | None)
         images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
             torch_ms = median_ms(lambda: net(images), repeats)
-            diff = max(float((a - b).abs().max()) for a, b in
-                       zip(onnx_net(images).astuple(), net(images).astuple()))
+            expected = net(images).outputs()
+            got = onnx_net(images).outputs()
+            diff = max(float((got[k] - v).abs().max()) for k, v in expected.items())
         onnx_ms = median_ms(lambda: onnx_net(images), repeats)
         rows.append(dict(threads=threads, batch=batch, torch=torch_ms, onnx=onnx_ms, diff=diff))
     return rows

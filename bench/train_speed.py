@@ -1,9 +1,13 @@
 """Training throughput and network inference time (CPU; CUDA too when torch sees a GPU).
 
     .venv/bin/python bench/train_speed.py [--weights FILE]
+    .venv/bin/python bench/train_speed.py --data CONFIG [--items 300] [--steps 20]
 
 Prints: parameters and MACs; inference ms per face at batch 1, 4, 16 on 1 and 2 CPU threads (and
 CUDA); training images/s (both views, forward + backward + optimiser step) on random crops.
+With ``--data``: the training samples/s of CONFIG's data pipeline read from the photos (before the
+crop cache) and from the crop cache (training/crop_cache.py; built first when missing), one
+process, and end to end (the Trainer's steps with its DataLoader) both ways.
 """
 from __future__ import annotations
 
@@ -74,10 +78,55 @@ def training_speed(config: NetworkConfig, device: str, threads: int | None, batc
     return batch / seconds
 
 
+def data_speed(config_path: str, items: int, steps: int) -> None:
+    """Samples/s of the data pipeline (one process) and of whole training steps, photos vs cache."""
+    import dataclasses
+
+    from face_expr_ros.training.config import load_config
+    from face_expr_ros.training.train import Trainer
+
+    print(f"\nTraining data, samples per second ({config_path}; one sample = both views"
+          " and, with the presence loss, a negative)")
+    print(f"{'source':<8} {'pipeline':>9} {'end to end':>11}")
+    for cached in (False, True):
+        config = load_config(config_path, {"data.crop_cache": cached, "max_steps": steps,
+                                           "val_every_steps": 10**9, "output": "/tmp/train_speed"})
+        trainer = Trainer(config)
+        dataset = trainer.train_set
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:items]
+        start = time.perf_counter()
+        for index in order.tolist():
+            dataset[index]
+        pipeline = items / (time.perf_counter() - start)
+        loader = iter(trainer.train_loader())
+        batch = next(loader)  # workers started
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(batch, 10**9, _NoBar())
+            batch = next(loader)
+        end_to_end = steps * config.batch_size / (time.perf_counter() - start)
+        print(f"{'cache' if cached else 'photos':<8} {pipeline:>9.1f} {end_to_end:>11.1f}")
+        del loader, trainer, dataset
+
+
+class _NoBar:
+    def update(self, _n):
+        pass
+
+    def set_postfix(self, **_kw):
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", help="time this network (default: a fresh default network)")
+    parser.add_argument("--data", metavar="CONFIG", help="time CONFIG's training data instead")
+    parser.add_argument("--items", type=int, default=300, help="samples read per source (--data)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per source (--data)")
     args = parser.parse_args()
+    if args.data:
+        data_speed(args.data, args.items, args.steps)
+        return
     if args.weights:
         from face_expr_ros.core.weights import load_weights
 

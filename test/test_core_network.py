@@ -34,8 +34,10 @@ def test_batch_equals_single(small_net):
     with torch.no_grad():
         batch = small_net(x)
         single = small_net(x[2:3])
-    for b, s in zip(batch[2:3].astuple(), single.astuple()):
-        torch.testing.assert_close(b, s, atol=1e-5, rtol=1e-4)
+    expected = single.outputs()
+    assert list(batch[2:3].outputs()) == list(expected)
+    for name, b in batch[2:3].outputs().items():
+        torch.testing.assert_close(b, expected[name], atol=1e-5, rtol=1e-4)
 
 
 def test_starts_frontal_neutral_and_centred():
@@ -73,3 +75,56 @@ def test_projector_gradient_reaches_every_output(face_model):
     projector(out, 64).sum().backward()
     for head in (model.identity_head, model.expression_head, model.camera_head):
         assert head.weight.grad.abs().sum() > 0
+
+
+HEADS = net.NetworkConfig(input_size=64, width=0.25, feature_dim=64, n_identity=10,
+                          emotion_head=True, presence_head=True)
+
+
+def test_without_heads_emotion_and_presence_are_none(small_net):
+    with torch.no_grad():
+        out = small_net(torch.rand(2, 3, 64, 64))
+    assert out.emotion_logits is None and out.presence_logit is None
+    assert out.emotion is None and out.presence is None
+    assert list(out.outputs()) == list(net.PARAM_NAMES[:5])
+
+
+def test_emotion_and_presence_heads_shapes_and_ranges():
+    torch.manual_seed(0)
+    model = net.FaceNet(HEADS).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 3, 64, 64))
+    assert out.emotion_logits.shape == (3, net.N_EMOTIONS) == (3, 7)
+    assert out.presence_logit.shape == (3,)
+    torch.testing.assert_close(out.emotion.sum(-1), torch.ones(3))
+    assert ((out.emotion >= 0) & (out.emotion <= 1)).all()
+    assert ((out.presence >= 0) & (out.presence <= 1)).all()
+    # fresh heads: near-uniform emotions, presence near 0.5
+    assert (out.emotion - 1 / 7).abs().max() < 0.05 and (out.presence - 0.5).abs().max() < 0.1
+    assert list(out.outputs()) == list(net.PARAM_NAMES)
+    assert out[1].presence.shape == () and out.detach().emotion_logits.shape == (3, 7)
+
+
+def test_heads_learn_a_tiny_batch():
+    """A few steps on 4 crops: the emotion head picks the labels, the presence head tells the two
+    face crops from the two empty ones."""
+    from face_expr_ros.training.losses import labelled_cross_entropy, presence_loss
+
+    torch.manual_seed(0)
+    model = net.FaceNet(HEADS).train()
+    images = torch.rand(4, 3, 64, 64)
+    images[2:] *= 0.1  # "no face": dark crops
+    labels = torch.tensor([1, 4, -1, -1])
+    present = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        out = model(images)
+        loss = labelled_cross_entropy(out.emotion_logits, labels) + presence_loss(
+            out.presence_logit, present)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = model(images)  # still in training mode: batch statistics, as trained
+    assert out.emotion[:2].argmax(-1).tolist() == [1, 4]
+    assert out.presence[:2].min() > 0.8 and out.presence[2:].max() < 0.2

@@ -354,3 +354,22 @@ def test_cli_backend_choices_are_the_core_ones():
     from face_expr_ros.core.backend import BACKENDS
 
     assert BACKEND_CHOICES == BACKENDS
+
+
+def test_export_of_a_network_with_heads_has_their_outputs(onnx_packages, tmp_path):
+    """Emotion and presence heads are graph outputs; the runner returns them like torch."""
+    torch.manual_seed(0)
+    config = NetworkConfig(input_size=64, width=0.25, feature_dim=64, n_identity=8,
+                           emotion_head=True, presence_head=True)
+    net = FaceNet(config).eval()
+    path = onnx_backend.export_onnx(net, tmp_path / "heads.onnx")
+    runner = OnnxFaceNet(path, config, onnx_backend.weights_hash_of(net), "cpu", threads=1)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net(images).outputs()
+    got = runner(images).outputs()
+    assert list(got) == list(expected) == list(onnx_backend.output_names(config))
+    assert "emotion_logits" in got and "presence_logit" in got
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, atol=TOLERANCE, rtol=0, msg=name)
+    assert onnx_backend.output_names(NetworkConfig()) == onnx_backend.OUTPUT_NAMES

@@ -11,6 +11,7 @@ from face_expr_ros.core.reconstruct import Reconstructor
 from face_expr_ros.core.tracking import Tracker
 from face_expr_ros.core.weights import save_weights
 from face_expr_ros.training.datasets import build_index, load_image_rgb
+from conftest import skip_or_fail
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +148,29 @@ def test_configure_changes_the_next_reconstruction(face_model, tmp_path):
     assert len(faces) == 2 and all(len(f.selected) == 1 for f in faces)
     rec.configure(top_k=0, min_face_px=1000)
     assert rec.top_k is None and rec.reconstruct(frame) == []
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_presence_and_emotion_come_from_the_heads(face_model, helen, tmp_path, backend):
+    """Weights with the heads fill Face.presence and Face.emotion (both backends); without, None."""
+    if backend == "onnx":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as err:
+            skip_or_fail(f"onnxruntime is not importable ({err}); pip install -e '.[onnx]'")
+    from face_expr_ros.core.emotions import EMOTIONS
+
+    torch.manual_seed(0)
+    path = tmp_path / "heads.safetensors"
+    save_weights(path, FaceNet(NetworkConfig(width=0.25, feature_dim=64, n_identity=10,
+                                             emotion_head=True, presence_head=True)))
+    with_heads = Reconstructor(weights=path, face_model=face_model, device="cpu", backend=backend)
+    (face,) = with_heads.reconstruct(helen[0][0])
+    assert 0.0 <= face.presence <= 1.0 and isinstance(face.presence, float)
+    assert face.emotion.shape == (len(EMOTIONS),) and abs(face.emotion.sum() - 1) < 1e-5
+    assert (face.emotion >= 0).all()
+    plain = tmp_path / "plain.safetensors"
+    save_weights(plain, FaceNet(NetworkConfig(width=0.25, feature_dim=64, n_identity=10)))
+    (face,) = Reconstructor(weights=plain, face_model=face_model, device="cpu",
+                            backend=backend).reconstruct(helen[0][0])
+    assert face.presence is None and face.emotion is None

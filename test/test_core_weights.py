@@ -21,8 +21,9 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
     assert loaded.config == SMALL
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        for a, b in zip(net(x).astuple(), loaded(x).astuple()):
-            torch.testing.assert_close(a, b)
+        expected = net(x).outputs()
+        for name, value in loaded(x).outputs().items():
+            torch.testing.assert_close(value, expected[name])
     assert weights_info(path)["epoch"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
     umask = os.umask(0)
@@ -53,3 +54,39 @@ def test_missing_and_foreign_files(tmp_path):
     save_file({"x": torch.zeros(3)}, str(other))
     with pytest.raises(WeightsError, match="not face_expr_ros network weights"):
         load_weights(other)
+
+
+def test_weights_without_the_optional_heads_load_and_give_none(tmp_path):
+    """Weights saved before the emotion/presence heads (no such config keys, no such tensors)."""
+    import json
+
+    from safetensors import safe_open
+
+    net = FaceNet(SMALL).eval()
+    path = save_weights(tmp_path / "w.safetensors", net)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    config = json.loads(metadata["config"])
+    for key in ("emotion_head", "presence_head"):
+        config.pop(key)
+    metadata["config"] = json.dumps(config)  # as written by the earlier version
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    loaded = load_weights(path)
+    assert not loaded.config.emotion_head and not loaded.config.presence_head
+    with torch.no_grad():
+        out = loaded(torch.rand(1, 3, 64, 64))
+    assert out.emotion is None and out.presence is None
+
+
+def test_weights_with_heads_round_trip(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(SMALL, emotion_head=True, presence_head=True)
+    torch.manual_seed(2)
+    net = FaceNet(config).eval()
+    loaded = load_weights(save_weights(tmp_path / "w.safetensors", net))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), loaded(x)
+    torch.testing.assert_close(a.emotion, b.emotion)
+    torch.testing.assert_close(a.presence, b.presence)

@@ -27,7 +27,9 @@ THIRD_PARTY = {
 }
 # Optional features: imported only where they are used, with a clear error when missing; declared
 # as a setup.py extra (installed by .ci/setup_venv.sh), not in package.xml (rosdep keys vary).
-OPTIONAL = {"onnxruntime": "onnx", "onnx": "onnx", "onnxscript": "onnx", "rosbags": "bag"}
+OPTIONAL = {"onnxruntime": "onnx", "onnx": "onnx", "onnxscript": "onnx", "rosbags": "bag",
+            "sklearn": "eval"}
+OPTIONAL_PIP_NAMES = {"sklearn": "scikit-learn"}  # where the pip name is not the module's
 # Libraries only the training tools (face_expr_ros/training/) import: installed, pinned, by
 # .ci/setup_venv.sh (mediapipe with --no-deps: its opencv-contrib-python would replace the headless
 # cv2), not declared in package.xml: a robot running the node never needs them.
@@ -160,7 +162,8 @@ def test_every_import_is_declared():
                                 ".ci/setup_venv.sh (training tools)")
         elif module in OPTIONAL:
             extra = setup_kwargs()["extras_require"].get(OPTIONAL[module], [])
-            if not any(r.lower().startswith(module) for r in extra):
+            pip_name = OPTIONAL_PIP_NAMES.get(module, module)
+            if not any(r.lower().startswith(pip_name) for r in extra):
                 problems.append(f"{where}: imports {module}: add it to the {OPTIONAL[module]!r} extra")
         elif module in THIRD_PARTY:
             key, pip_name = THIRD_PARTY[module]

@@ -143,11 +143,13 @@ def test_pairs_validation_items_are_the_plain_crop_and_training_items_add_a_view
     params = PairParams(size=64)
     val = LandmarkPairs([entry], params, train=False)
     first, second = val[0], val[0]
-    assert set(first) == {"image", "l1", "blendshapes", "blendshape_mask"}
+    assert set(first) == {"image", "l1", "blendshapes", "blendshape_mask", "rotation",
+                          "rotation_mask", "emotion"}
     for key in first:
         torch.testing.assert_close(first[key], second[key])  # validation: no randomness
     assert first["image"].shape == (3, 64, 64) and first["l1"].shape == (68, 2)
     assert not first["blendshape_mask"].any() and not first["blendshapes"].any()
+    assert float(first["rotation_mask"]) == 0 and int(first["emotion"]) == -1  # none known
     item = LandmarkPairs([entry], params, train=True)[0]
     assert set(item) == set(first) | {"image_aug", "l3", "affine", "permutation"}
     flipped = not torch.equal(item["permutation"], torch.arange(68))

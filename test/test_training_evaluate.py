@@ -92,3 +92,75 @@ def test_evaluate_landmarks_counts_no_face_as_one_and_leaves_out_unreadable(tmp_
     assert result["nme68"] == pytest.approx((0.1 + 1.0) / 2)
     assert result["nme51"] == pytest.approx((0.1 + 1.0) / 2)
     assert result["failure_rate"] == 0.5
+
+
+def test_probe_accuracy_separable_random_and_grouped():
+    from face_expr_ros.training.compare import probe_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(7), 30)
+    centres = rng.normal(size=(7, 10)) * 4
+    separable = centres[labels] + rng.normal(size=(len(labels), 10))
+    assert probe_accuracy(separable, labels) > 0.95
+    noise = rng.normal(size=(len(labels), 10))
+    assert probe_accuracy(noise, labels) < 0.35  # chance is 1/7
+    # one feature that identifies the subject, who always shows the same emotion: a leak that
+    # ungrouped folds reward and subject-grouped folds do not
+    subjects = np.arange(len(labels)) % 70
+    labels_by_subject = subjects % 7
+    leak = np.column_stack([subjects, rng.normal(size=len(labels))]).astype(float)
+    from sklearn.preprocessing import OneHotEncoder
+
+    onehot = OneHotEncoder(sparse_output=False).fit_transform(subjects[:, None])
+    features = np.hstack([onehot, leak[:, 1:]])
+    ungrouped = probe_accuracy(features, labels_by_subject)
+    grouped = probe_accuracy(features, labels_by_subject, groups=subjects)
+    assert ungrouped > 0.9 and grouped < 0.35
+    constant = np.hstack([separable, np.ones((len(labels), 1))])  # a constant column is dropped
+    assert probe_accuracy(constant, labels) > 0.95
+
+
+def test_pose_agreement_slope_and_mean_difference():
+    from face_expr_ros.training.compare import pose_agreement
+
+    rng = np.random.default_rng(1)
+    teacher = rng.uniform(-40, 40, size=(200, 3))
+    compressed = teacher * np.array([0.5, 1.0, 1.0]) + np.array([0.0, 3.0, 0.0])
+    out = pose_agreement(compressed, teacher)
+    assert out["faces"] == 200
+    assert abs(out["yaw"]["slope"] - 0.5) < 1e-9 and abs(out["pitch"]["slope"] - 1.0) < 1e-9
+    np.testing.assert_allclose(out["yaw"]["mad"], np.abs(0.5 * teacher[:, 0]).mean())
+    np.testing.assert_allclose(out["pitch"]["mad"], 3.0)
+    assert out["roll"]["mad"] == 0 and abs(out["roll"]["slope"] - 1) < 1e-9
+    assert np.isnan(pose_agreement(np.zeros((1, 3)), np.zeros((1, 3)))["yaw"]["slope"])
+
+
+def test_blendshape_stats_and_nme_summary():
+    from face_expr_ros.training.compare import blendshape_stats, nme_summary
+
+    rng = np.random.default_rng(2)
+    teacher = rng.uniform(0, 1, size=(50, 52))
+    teacher[:, 51] = np.nan  # tongueOut: no teacher score
+    same = np.nan_to_num(teacher)
+    out = blendshape_stats(same, teacher)
+    assert out["mae"] == 0 and abs(out["mean_correlation"] - 1) < 1e-12
+    shuffled = blendshape_stats(same[::-1], teacher)
+    assert shuffled["mae"] > 0.2 and abs(shuffled["mean_correlation"]) < 0.3
+    summary = nme_summary([0.05, 0.2, 1.0], [0.04, 0.1, 1.0])
+    assert summary["faces"] == 3 and abs(summary["failure_rate"] - 2 / 3) < 1e-12
+    assert abs(summary["nme68"] - 1.25 / 3) < 1e-12 and summary["nme68_median"] == 0.2
+    assert nme_summary([], []) == {"faces": 0}
+
+
+def test_format_comparison_has_one_column_per_network_and_the_teacher():
+    from face_expr_ros.training.compare import format_comparison, table_rows
+
+    column = {"landmarks": {"helen_train": {"nme68": 0.05, "nme51": 0.04}},
+              "smile_auc_lfw": {"auc": 0.9}, "pose": {"yaw": {"slope": 0.95}, "faces": 10}}
+    text = format_comparison({"a.safetensors": column, "teacher": {"smile_auc_lfw": {"auc": 0.8}}})
+    lines = text.splitlines()
+    assert lines[0] == "| what | a.safetensors | teacher |"
+    assert len(lines) == 2 + len(table_rows())
+    assert "| helen_train nme68 | 0.0500 | - |" in lines
+    assert "| smile AUC (lfw, happiness vs neutral) | 0.900 | 0.800 |" in lines
+    assert "| yaw: slope ours vs teacher | 0.950 | - |" in lines

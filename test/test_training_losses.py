@@ -104,3 +104,96 @@ def test_blendshape_distillation():
     terms = L.total_loss(l1, l1 + 1, None, None, None, None, torch.zeros(2, 4), torch.zeros(2, 3),
                          weights, (pred, target, mask))
     torch.testing.assert_close(terms.total, terms.mse + 2.0 * terms.blendshapes)
+
+
+def test_standardised_distillation_divides_each_shape_by_its_scale():
+    target = torch.full((2, 52), 0.2, dtype=torch.float64)
+    mask = torch.ones_like(target)
+    scale = torch.full((52,), 0.5, dtype=torch.float64)
+    assert L.blendshape_distillation(target.clone(), target, mask, scale) == 0
+    off = target + 0.1
+    torch.testing.assert_close(L.blendshape_distillation(off, target, mask, scale),
+                               torch.tensor(0.04, dtype=torch.float64))  # (0.1 / 0.5)^2
+    # a shape with a small spread weighs more than one with a large spread, for the same error
+    scale = torch.ones(52, dtype=torch.float64)
+    scale[0] = 0.1
+    single = torch.zeros_like(mask)
+    single[:, 0] = 1
+    first = L.blendshape_distillation(off, target, single, scale)
+    single = single.roll(1, dims=1)
+    second = L.blendshape_distillation(off, target, single, scale)
+    assert first > 50 * second
+
+
+def random_rotations(batch: int) -> torch.Tensor:
+    from face_expr_ros.core.camera import rotation_6d_to_matrix
+
+    return rotation_6d_to_matrix(torch.randn(batch, 6, generator=RNG, dtype=torch.float64))
+
+
+def test_rotation_distance_zero_at_target_and_four_one_minus_cos():
+    from face_expr_ros.core.camera import euler_to_matrix
+
+    target = random_rotations(3)
+    mask = torch.ones(3, dtype=torch.float64)
+    assert float(L.rotation_distance(target.clone(), target, mask)) < 1e-20
+    turn = torch.as_tensor(euler_to_matrix(30.0, 0.0, 0.0))
+    rotated = turn @ target
+    torch.testing.assert_close(L.rotation_distance(rotated, target, mask),
+                               torch.tensor(4 * (1 - np.cos(np.radians(30))), dtype=torch.float64))
+    # masked faces do not count
+    mask[1] = 0
+    mixed = torch.stack((target[0], rotated[1], target[2]))
+    assert float(L.rotation_distance(mixed, target, mask)) < 1e-20
+
+
+def test_rotation_distance_gradient_turns_towards_the_target():
+    from face_expr_ros.core.camera import euler_to_matrix, matrix_to_euler, rotation_6d_to_matrix
+
+    target = torch.as_tensor(euler_to_matrix(20.0, -10.0, 0.0))[None]
+    six = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    loss = L.rotation_distance(rotation_6d_to_matrix(six), target, torch.ones(1, dtype=torch.float64))
+    loss.backward()
+    with torch.no_grad():
+        stepped = rotation_6d_to_matrix(six - 0.05 * six.grad)
+    yaw, pitch, _ = matrix_to_euler(stepped[0].numpy())
+    assert 0 < yaw < 20 and -10 < pitch < 0  # a gradient step goes from frontal towards the target
+
+
+def test_labelled_cross_entropy_ignores_unlabelled_and_gradient_raises_the_label():
+    labels = torch.tensor([2, -1, 0])
+    logits = torch.zeros(3, 7, requires_grad=True)
+    loss = L.labelled_cross_entropy(logits, labels)
+    torch.testing.assert_close(loss, torch.tensor(np.log(7.0), dtype=torch.float32))
+    loss.backward()
+    assert logits.grad[0, 2] < 0 and logits.grad[2, 0] < 0  # descent raises the labelled logit
+    assert (logits.grad[0, [0, 1, 3, 4, 5, 6]] > 0).all()
+    assert (logits.grad[1] == 0).all()  # no label, no gradient
+    confident = torch.full((3, 7), -20.0)
+    confident[0, 2] = confident[2, 0] = 20.0
+    assert float(L.labelled_cross_entropy(confident, labels)) < 1e-12  # zero at the target
+    none = torch.zeros(2, 7, requires_grad=True)
+    empty = L.labelled_cross_entropy(none, torch.tensor([-1, -1]))
+    assert float(empty.detach()) == 0
+    empty.backward()
+    assert (none.grad == 0).all()
+    with pytest.raises(ValueError, match="labelled_cross_entropy"):
+        L.labelled_cross_entropy(torch.zeros(3, 7), torch.zeros(2, dtype=torch.int64))
+
+
+def test_presence_loss_zero_at_target_and_gradient_sign():
+    targets = torch.tensor([1.0, 0.0])
+    assert float(L.presence_loss(torch.tensor([30.0, -30.0]), targets)) < 1e-12
+    logits = torch.zeros(2, requires_grad=True)
+    L.presence_loss(logits, targets).backward()
+    assert logits.grad[0] < 0 < logits.grad[1]  # faces pushed up, non-faces down
+    with pytest.raises(ValueError, match="presence_loss"):
+        L.presence_loss(torch.zeros(3), targets)
+
+
+def test_loss_terms_add_weights_the_term():
+    zero = torch.tensor(0.0)
+    terms = L.LossTerms(torch.tensor(1.0), zero, zero, zero, zero, zero)
+    terms.add("rotation", torch.tensor(2.0), 0.5)
+    assert float(terms.total) == 2.0 and float(terms.rotation) == 2.0
+    assert "emotion" not in terms.as_floats() and terms.as_floats()["rotation"] == 2.0

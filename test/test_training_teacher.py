@@ -146,3 +146,43 @@ def test_best_overlap_picks_the_largest_iou_above_the_threshold():
     assert teacher._best_overlap(box, [(0.0, 0, 10, 2.5)]) is None       # 0.25 < 0.3
     assert teacher._best_overlap(box, [(0.0, 0, 10, 3)]) is None         # exactly 0.3: not above
     assert teacher._best_overlap(box, [(0.0, 0, 5, 10), (0.0, 0, 10, 5)]) == 0  # tie: the first
+
+
+@pytest.mark.parametrize("yaw, pitch, roll", [(30, 0, 0), (-30, 0, 0), (0, 20, 0), (0, -20, 0),
+                                               (0, 0, 20), (0, 0, -20)])
+def test_teacher_rotation_follows_the_core_convention(default_teacher, face_model, tmp_path,
+                                                      yaw, pitch, roll):
+    """Render the model turned by known angles (core convention, docs/conventions.md), run the
+    teacher, convert its transformation matrix: the signs agree and the angles are within 6 deg."""
+    from face_expr_ros.core.camera import matrix_to_euler
+    from face_expr_ros.training.annotate import annotate_image
+    from face_expr_ros.training.datasets import teacher_rotation
+
+    image = tmp_path / "turned.png"
+    assert main(["synth", "--face-model", face_model.path, "--size", "384", "--yaw", str(yaw),
+                 "--pitch", str(pitch), "--roll", str(roll), "-o", str(image)]) == 0
+    record = annotate_image(default_teacher, tmp_path, "synth", "turned.png")
+    assert record["status"] == "ok" and len(record["transform"]) == 4
+    measured = matrix_to_euler(teacher_rotation(record).astype(np.float64))
+    expected = np.array([yaw, pitch, roll], np.float64)
+    for got, want in zip(measured, expected):
+        if want:
+            assert np.sign(got) == np.sign(want) and abs(got - want) < 6.0, (measured, expected)
+        else:
+            assert abs(got) < 5.0, (measured, expected)
+
+
+def test_teacher_rotation_of_a_record():
+    from face_expr_ros.core.camera import euler_to_matrix
+    from face_expr_ros.training.datasets import teacher_rotation
+
+    rotation = euler_to_matrix(25.0, -10.0, 5.0)
+    matrix = np.eye(4)
+    matrix[:3, :3], matrix[:3, 3] = 1.07 * rotation, (1.0, 2.0, -40.0)  # MediaPipe's carry a scale
+    record = {"status": "ok", "transform": matrix.tolist()}
+    np.testing.assert_allclose(teacher_rotation(record), rotation, atol=1e-6)
+    assert teacher_rotation({"status": "ok"}) is None
+    assert teacher_rotation({"status": "no_face", "transform": matrix.tolist()}) is None
+    mirrored = matrix.copy()
+    mirrored[0, :3] *= -1  # a reflection is not a rotation
+    assert teacher_rotation({"status": "ok", "transform": mirrored.tolist()}) is None

@@ -110,3 +110,80 @@ def test_blendshape_distillation_and_fine_tuning(tmp_path, data_root, face_model
     save_weights(other, Trainer(tiny_config(tmp_path, data_root, **{"net.n_identity": 5})).net)
     with pytest.raises(ValueError, match="differs"):
         Trainer(tiny_config(tmp_path, data_root, init_weights=str(other)))
+
+
+def test_teacher_rotation_emotion_and_presence_terms_and_fresh_heads(tmp_path, data_root, face_model):
+    """The new targets reach the loss through the pairs and the crop cache; weights without the
+    heads start a run that has them (fresh heads); a step on its batch lowers the total."""
+    import numpy as np
+
+    from face_expr_ros.core.camera import euler_to_matrix
+    from face_expr_ros.core.weights import save_weights
+    from face_expr_ros.training.datasets import build_index, set_folder
+
+    helen = set_folder("helen_train", data_root)
+    entries = build_index("helen_train", data_root)[:60]
+    cache = tmp_path / "teacher"
+    cache.mkdir()
+    transform = np.eye(4)
+    transform[:3, :3] = euler_to_matrix(20.0, 10.0, 0.0)
+    lines = [json.dumps({"set": "helen_train", "image": e.path.relative_to(helen).as_posix(),
+                         "status": "ok", "teacher": "mediapipe", "box": [0, 0, 1, 1], "score": 1.0,
+                         "landmarks68": e.landmarks.tolist(), "transform": transform.tolist()})
+             for e in entries]
+    (cache / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+    start = tmp_path / "start.safetensors"
+    torch.manual_seed(0)
+    save_weights(start, Trainer(tiny_config(tmp_path, data_root)).net)  # no heads
+    config = tiny_config(tmp_path, data_root, **{
+        "data.teacher_cache": str(cache), "data.crop_cache": True, "data.cache_workers": 1,
+        "init_weights": str(start), "net.emotion_head": True, "net.presence_head": True,
+        "loss.rotation": 1.0, "loss.presence": 1.0, "loss.emotion": 1.0,
+        "loss.coefficient_emotion": 1.0, "lr": 1e-3})
+    trainer = Trainer(config)
+    assert trainer.net.emotion_head is not None and trainer.net.presence_head is not None
+    batch = next(iter(trainer.train_loader()))
+    assert batch["rotation_mask"].tolist() == [1.0] * 4
+    torch.testing.assert_close(batch["rotation"][0], torch.as_tensor(transform[:3, :3]).float())
+    assert batch["negative"].shape == (4, 3, 64, 64)
+    assert (batch["emotion"] == -1).all()  # helen has no emotion labels: those terms are 0
+    trainer.net.eval()
+    terms = trainer.compute_loss(batch)
+    assert terms.rotation > 0 and terms.presence > 0 and float(terms.emotion.detach()) == 0
+    trainer.optimizer.zero_grad()
+    terms.total.backward()
+    trainer.optimizer.step()
+    with torch.no_grad():
+        after = trainer.compute_loss(batch)
+    assert after.total < terms.total and after.rotation < terms.rotation
+
+
+def test_blendshape_scale_is_the_teachers_spread_with_a_floor():
+    import numpy as np
+
+    from face_expr_ros.training.datasets import IndexEntry
+    from face_expr_ros.training.train import blendshape_scale
+
+    scores = np.zeros((4, 52), np.float32)
+    scores[:, 0] = [0.0, 0.5, 0.0, 0.5]  # std 0.25
+    scores[:, 51] = np.nan  # never scored
+    entries = [IndexEntry(Path("x"), None, {}, None, "s", s) for s in scores]
+    entries.append(IndexEntry(Path("y"), None, {}, None, "s", None))  # no teacher scores
+    scale = blendshape_scale(entries, floor=0.02)
+    assert abs(scale[0] - 0.25) < 1e-6 and scale[1] == np.float32(0.02) and scale[51] == 1.0
+    assert (blendshape_scale([]) == 1).all()
+
+
+def test_recalibrate_batch_norm_averages_the_views_statistics():
+    from face_expr_ros.training.train import recalibrate_batch_norm
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
+    torch.nn.init.eye_(net[0].weight[:, :, 0, 0][:3])  # channels 0-2 copy the input
+    with torch.no_grad():
+        net[0].weight[3] = 0
+    net[1].running_mean.fill_(5.0)  # stale statistics, e.g. from passes of other inputs
+    batches = [{"image": torch.full((2, 3, 4, 4), v), "image_aug": torch.full((2, 3, 4, 4), v + 1)}
+               for v in (0.0, 2.0)]
+    assert recalibrate_batch_norm(net.eval(), batches) == 2
+    torch.testing.assert_close(net[1].running_mean[:3], torch.full((3,), 1.5))  # mean of 0,1,2,3
+    assert not net.training and net[1].momentum == 0.1  # mode and momentum restored

@@ -72,6 +72,6 @@ def max_difference(net, path: Path, batch: int = CHECK_BATCH, seed: int = 0) -> 
     size = net.config.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        expected = net.cpu()(images).astuple()
-    got = runner(images).astuple()
-    return max(float((a - b).abs().max()) for a, b in zip(got, expected))
+        expected = net.cpu()(images).outputs()
+    got = runner(images).outputs()
+    return max(float((got[name] - value).abs().max()) for name, value in expected.items())

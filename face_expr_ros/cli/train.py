@@ -27,6 +27,11 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
                    metavar="KEY=VALUE", help="override config keys, e.g. max_steps=100 data.workers=0")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--precise-bn", type=int, default=0, metavar="N",
+                   help="no training: re-estimate the batch-norm statistics of OUTPUT/WEIGHTS on N "
+                        "training batches of faces, validate, write OUTPUT/precise_bn.safetensors")
+    p.add_argument("--weights-name", default="best.safetensors", metavar="WEIGHTS",
+                   help="with --precise-bn: which weights of OUTPUT (default best.safetensors)")
     p.set_defaults(run=_run_train)
 
 
@@ -38,6 +43,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(f"training config {args.config} does not exist")
     config = load_config(args.config, dict(args.overrides))
+    if args.precise_bn:
+        from .train import precise_batch_norm
+
+        print(json.dumps(precise_batch_norm(config, args.weights_name, args.precise_bn), indent=2))
+        return 0
     result = train(config, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(result, indent=2))
     return 0

@@ -4,6 +4,9 @@ Backbone: a MobileNetV2-style stack of inverted residual blocks (Sandler et al. 
 (no downloaded weights; torchvision is not used). Heads, from the globally pooled feature:
 identity ``alpha`` (first K modes of the face model), expression ``beta`` (53, sigmoid -> [0, 1]),
 rotation (6D, Zhou et al. 2019), 2D translation and log-scale of the scaled-orthographic camera.
+Optional heads (config flags, so weights saved without them still load): ``emotion_head`` (7 logits
+over :data:`core.emotions.EMOTIONS`) and ``presence_head`` (one logit: does the crop hold a whole
+face). Their outputs are None when the network has no such head.
 
 Camera convention (docs/conventions.md): ``posed = s R V + t`` in crop pixels with y up and the
 origin at the crop centre; ``u = x + c``, ``v = -y + c`` with ``c = (size - 1) / 2``
@@ -17,9 +20,13 @@ import torch
 from torch import nn
 
 from .camera import rotation_6d_to_matrix
+from .emotions import EMOTIONS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+N_EMOTIONS = len(EMOTIONS)
+PARAM_NAMES = ("identity", "expression", "rotation", "translation", "scale", "emotion_logits",
+               "presence_logit")  # FaceParams' fields, in order
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class NetworkConfig:
     feature_dim: int = 512
     # Scale prior: a face (jaw width ~14.7 cm) filling ~70 % of the crop.
     scale_prior: float = 0.7 * 128 / 14.7
+    emotion_head: bool = False           # 7 emotion logits from the pooled feature
+    presence_head: bool = False          # 1 face-presence logit from the pooled feature
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +57,8 @@ class FaceParams:
     rotation: (B, 3, 3) model -> camera rotation (core convention).
     translation: (B, 3) crop pixels, y up, relative to the crop centre; z = 0.
     scale: (B,) pixels per centimetre.
+    emotion_logits: (B, 7) logits over core.emotions.EMOTIONS, or None (no emotion head).
+    presence_logit: (B,) logit of "the crop holds a whole face", or None (no presence head).
     """
 
     identity: torch.Tensor
@@ -55,15 +66,35 @@ class FaceParams:
     rotation: torch.Tensor
     translation: torch.Tensor
     scale: torch.Tensor
+    emotion_logits: torch.Tensor | None = None
+    presence_logit: torch.Tensor | None = None
 
     def detach(self) -> "FaceParams":
-        return FaceParams(*(t.detach() for t in self.astuple()))
+        return self._map(lambda t: t.detach())
 
-    def astuple(self) -> tuple[torch.Tensor, ...]:
-        return (self.identity, self.expression, self.rotation, self.translation, self.scale)
+    def astuple(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.identity, self.expression, self.rotation, self.translation, self.scale,
+                self.emotion_logits, self.presence_logit)
 
     def __getitem__(self, index) -> "FaceParams":
-        return FaceParams(*(t[index] for t in self.astuple()))
+        return self._map(lambda t: t[index])
+
+    def outputs(self) -> dict[str, torch.Tensor]:
+        """The tensors by field name, the absent optional heads left out (ONNX output order)."""
+        return {name: t for name, t in zip(PARAM_NAMES, self.astuple()) if t is not None}
+
+    def _map(self, fn) -> "FaceParams":
+        return FaceParams(*(None if t is None else fn(t) for t in self.astuple()))
+
+    @property
+    def emotion(self) -> torch.Tensor | None:
+        """(B, 7) emotion probabilities (softmax of the logits), or None."""
+        return None if self.emotion_logits is None else torch.softmax(self.emotion_logits, dim=-1)
+
+    @property
+    def presence(self) -> torch.Tensor | None:
+        """(B,) face-presence probability in [0, 1], or None."""
+        return None if self.presence_logit is None else torch.sigmoid(self.presence_logit)
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
@@ -135,6 +166,8 @@ class FaceNet(nn.Module):
         self.identity_head = nn.Linear(config.feature_dim, k)
         self.expression_head = nn.Linear(config.feature_dim, e)
         self.camera_head = nn.Linear(config.feature_dim, 6 + 2 + 1)
+        self.emotion_head = nn.Linear(config.feature_dim, N_EMOTIONS) if config.emotion_head else None
+        self.presence_head = nn.Linear(config.feature_dim, 1) if config.presence_head else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_heads()
@@ -147,6 +180,15 @@ class FaceNet(nn.Module):
         with torch.no_grad():
             self.expression_head.bias.fill_(-4.0)  # sigmoid(-4) = 0.018: below the selection threshold
             self.camera_head.bias[:6] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+        self.init_optional_heads()
+
+    def init_optional_heads(self) -> None:
+        """Fresh emotion (uniform) and presence (p = 0.5) heads; also used when fine-tuning
+        weights that had none."""
+        for head in (self.emotion_head, self.presence_head):
+            if head is not None:
+                nn.init.normal_(head.weight, std=1e-2)
+                nn.init.zeros_(head.bias)
 
     def forward(self, images: torch.Tensor) -> FaceParams:
         feature = self.backbone((images - self.mean) / self.std)
@@ -160,6 +202,8 @@ class FaceNet(nn.Module):
             rotation=rotation_6d_to_matrix(camera[:, :6]),
             translation=translation,
             scale=self.config.scale_prior * torch.exp(camera[:, 8]),
+            emotion_logits=None if self.emotion_head is None else self.emotion_head(feature),
+            presence_logit=None if self.presence_head is None else self.presence_head(feature)[:, 0],
         )
 
 

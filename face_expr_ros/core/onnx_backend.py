@@ -43,6 +43,13 @@ OPSET = 18  # onnxruntime >= 1.14 runs it: older ORT builds on robots (Jetson) k
 FORMAT = "face_expr_onnx/1"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("identity", "expression", "rotation", "translation", "scale")  # FaceParams order
+
+
+def output_names(config: NetworkConfig) -> tuple[str, ...]:
+    """The graph's outputs: :data:`OUTPUT_NAMES`, then the optional heads' the network has."""
+    extra = (("emotion_logits",) if config.emotion_head else ()) + \
+        (("presence_logit",) if config.presence_head else ())
+    return OUTPUT_NAMES + extra
 META_FORMAT, META_CONFIG = "face_expr.format", "face_expr.config"
 META_HASH = "face_expr.weights_sha256"  # core.weights.tensor_hash of the source weights
 META_TORCH = "face_expr.torch_version"
@@ -105,7 +112,7 @@ class _TupleOutputs(nn.Module):
         self.net = net
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.net(images).astuple()
+        return tuple(self.net(images).outputs().values())
 
 
 def export_model_bytes(net: FaceNet) -> bytes:
@@ -132,7 +139,7 @@ def export_model_bytes(net: FaceNet) -> bytes:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, (example,), None, dynamo=True, opset_version=OPSET,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                input_names=[INPUT_NAME], output_names=list(output_names(net.config)),
                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     except Exception as err:  # the exporter raises many types; all mean "no ONNX model"
         raise OnnxBackendError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from err
@@ -207,7 +214,7 @@ class OnnxFaceNet:
         self.providers = tuple(self.session.get_providers())
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         check_metadata(self.metadata, config, weights_hash, self.path)
-        _check_signature(self.session, config.input_size, self.path)
+        _check_signature(self.session, config, self.path)
 
     def __call__(self, images: torch.Tensor) -> FaceParams:
         """(B, 3, S, S) float RGB in [0, 1] -> :class:`FaceParams` on ``device`` (as FaceNet)."""
@@ -216,8 +223,10 @@ class OnnxFaceNet:
             raise ValueError(f"images must be (B, 3, {size}, {size}) RGB crops, got "
                              f"{tuple(images.shape)}")
         batch = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        return FaceParams(*(torch.from_numpy(np.asarray(o)).to(self.device) for o in outputs))
+        names = output_names(self.config)
+        outputs = self.session.run(list(names), {INPUT_NAME: batch})
+        return FaceParams(**{name: torch.from_numpy(np.asarray(o)).to(self.device)
+                             for name, o in zip(names, outputs)})
 
     def __repr__(self) -> str:
         return f"OnnxFaceNet({self.path}, providers={list(self.providers)}, threads={self.threads})"
@@ -264,15 +273,16 @@ def check_metadata(metadata: dict[str, str], config: NetworkConfig, weights_hash
                                f"weights' {config.to_dict()}; export again")
 
 
-def _check_signature(session: Any, size: int, path: Path) -> None:
+def _check_signature(session: Any, config: NetworkConfig, path: Path) -> None:
+    size, expected = config.input_size, output_names(config)
     inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
     shape = list(inputs[0].shape) if len(inputs) == 1 else None
     if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or shape[1:] != [3, size, size]
-            or sorted(outputs) != sorted(OUTPUT_NAMES)):
+            or sorted(outputs) != sorted(expected)):
         raise OnnxBackendError(f"{path}: unexpected graph signature (inputs "
                                f"{[(i.name, i.shape) for i in inputs]}, outputs {outputs}); "
                                f"expected {INPUT_NAME} [batch, 3, {size}, {size}] -> "
-                               f"{', '.join(OUTPUT_NAMES)}")
+                               f"{', '.join(expected)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -278,6 +278,7 @@ class Reconstructor:
         t = p.translation.cpu().numpy().astype(np.float64)
         origin_crop = np.array([[centre + t[0], centre - t[1]]])  # the model origin, crop pixels
         coefficients = p.expression.cpu().numpy().astype(np.float64)
+        emotion, presence = p.emotion, p.presence
         return Face(id="", box=np.asarray(detection.box, np.float64), score=float(detection.score),
                     names=self.model.expression_names, coefficients=coefficients,
                     selected=np.zeros(0, np.int64),
@@ -285,7 +286,9 @@ class Reconstructor:
                     rotation=p.rotation.cpu().numpy().astype(np.float64),
                     translation=apply_affine(to_image, origin_crop)[0],
                     scale=float(p.scale) * zoom,
-                    landmarks=apply_affine(to_image, crop_landmarks), model=self.model)
+                    landmarks=apply_affine(to_image, crop_landmarks), model=self.model,
+                    presence=None if presence is None else float(presence),
+                    emotion=None if emotion is None else emotion.cpu().numpy().astype(np.float64))
 
     def _track(self, faces: list[Face], timestamp: float) -> list[Face]:
         boxes = np.array([f.box for f in faces]).reshape(-1, 4)

@@ -4,13 +4,16 @@ Cache format (others read it; keep it): ``CACHE/annotations.jsonl``, one JSON ob
 
     {"set": "utkface", "image": "images/x.jpg", "status": "ok" | "no_face" | "failed",
      "teacher": "mediapipe", "box": [x0, y0, x1, y1], "score": 0.93,
-     "landmarks68": [[x, y], ...68]}
+     "landmarks68": [[x, y], ...68], "blendshapes": {"jawOpen": 0.1, ...},
+     "transform": [[...4], ...4]}
 
 ``set`` is the annotated folder's name, ``image`` the path relative to it (POSIX), coordinates are
 0-based pixels of the image as stored, iBUG order. ``box``, ``score`` and ``landmarks68`` are null
 unless ``status`` is ``ok``; a ``failed`` record carries ``error``. ``teacher`` is
 ``"dlib/assumed-box"`` where the detector found no face in a thumbnail and dlib's points were
-predicted in a box of the whole image (see :mod:`face_expr_ros.training.teacher`). Only the
+predicted in a box of the whole image (see :mod:`face_expr_ros.training.teacher`). ``blendshapes``
+(MediaPipe's scores by name) and ``transform`` (MediaPipe's facial transformation matrix, 4x4 as it
+returns it; ``datasets.teacher_rotation`` converts it) are present when the teacher gave them. Only the
 largest face of an image is kept: the sets are single-face crops.
 
 The file is append-only and written by the main process alone (workers only compute): a run resumes
@@ -64,6 +67,8 @@ def annotate_image(teacher, folder: Path, set_name: str, image: str) -> dict:
                   landmarks68=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks68])
     if face.blendshapes:
         record["blendshapes"] = {name: round(value, 4) for name, value in face.blendshapes.items()}
+    if face.transform is not None:
+        record["transform"] = [[round(float(v), 5) for v in row] for row in face.transform]
     return record
 
 

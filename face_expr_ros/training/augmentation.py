@@ -199,19 +199,28 @@ def photometric(image: np.ndarray, rng: np.random.Generator,
 
 
 def augment(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator,
-            out_size: int | None = None, params: AugmentParams = AugmentParams()) -> Augmented:
+            out_size: int | None = None, params: AugmentParams = AugmentParams(),
+            source: tuple[np.ndarray, np.ndarray] | None = None) -> Augmented:
     """Random affine (with flip) then photometric degradations.
 
     Args:
         image: (H, W, 3) uint8 RGB (typically an aligned crop, see core.align).
         landmarks: (68, 2) pixels of ``image`` or None.
         out_size: side of the square output (default ``max(H, W)``).
+        source: (larger image, its 2x3 affine to ``image``'s pixels): the augmented view is
+            warped from it (``A`` composed with that affine), so a rotated or zoomed-out view
+            shows the real surroundings instead of ``image``'s replicated border. ``A``, the
+            landmarks and the result are as without it.
     Returns:
         :class:`Augmented` with the image, moved landmarks, the 2x3 affine and the flip flag.
     """
     size = out_size or max(image.shape[:2])
     affine, flipped = random_affine(rng, image.shape[:2], size, params)
-    warped = photometric(warp_crop(image, affine, size), rng, params)
+    if source is None:
+        warped = warp_crop(image, affine, size)
+    else:
+        warped = warp_crop(source[0], compose_affine(affine, source[1]), size)
+    warped = photometric(warped, rng, params)
     moved = None
     if landmarks is not None:
         moved = transform_landmarks(affine, np.asarray(landmarks, np.float64), flipped).astype(np.float32)

@@ -22,6 +22,8 @@ class DataConfig:
     val_fraction: float = 0.1
     max_per_set: int | None = None       # cap, for quick runs and tests
     workers: int = 2
+    crop_cache: bool = False             # cut samples from cached crops (training/crop_cache.py)
+    cache_workers: int = 2               # processes that build a missing crop cache
 
 
 @dataclass

@@ -79,6 +79,7 @@ class IndexEntry(NamedTuple):
     landmark_source: LandmarkSource | None
     set_name: str
     blendshapes: np.ndarray | None = None  # (52,) teacher scores, core.arkit.ARKIT_NAMES order
+    rotation: np.ndarray | None = None     # (3, 3) the teacher's head rotation, core convention
 
 
 @dataclass
@@ -359,10 +360,29 @@ def teacher_blendshapes(record: dict | None) -> np.ndarray | None:
     return out if np.isfinite(out).sum() >= 40 and np.nanmin(out) >= 0 else None
 
 
+def teacher_rotation(record: dict | None) -> np.ndarray | None:
+    """(3, 3) float32 head rotation in the core convention (docs/conventions.md) from the
+    teacher's facial transformation matrix, or None when the record has none.
+
+    MediaPipe's matrix maps its canonical face (x the subject's left, y up, z out of the face) to
+    a camera frame with x right, y up, z towards the viewer: the core frames, so its rotation part
+    is the core rotation as it is (measured on rendered turned faces: test_training_teacher.py,
+    docs/teacher.md, "Head pose"); it is re-orthonormalised (the matrix carries a scale).
+    """
+    if not record or record.get("status") != "ok" or not record.get("transform"):
+        return None
+    matrix = np.asarray(record["transform"], np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        return None
+    u, _, vt = np.linalg.svd(matrix[:3, :3])
+    rotation = u @ vt
+    return rotation.astype(np.float32) if np.linalg.det(rotation) > 0 else None
+
+
 def merge_teacher(entries: list[IndexEntry], set_folder: Path,
                   cache: dict[tuple[str, str], dict]) -> list[IndexEntry]:
     """Fill missing landmarks from the teacher cache (human landmarks are kept where present) and
-    attach the teacher's blendshape scores to every entry that has them."""
+    attach the teacher's blendshape scores and head rotation to every entry that has them."""
     merged = []
     for entry in entries:
         record = cache.get((entry.set_name, entry.path.relative_to(set_folder).as_posix()))
@@ -373,6 +393,9 @@ def merge_teacher(entries: list[IndexEntry], set_folder: Path,
         scores = teacher_blendshapes(record)
         if scores is not None:
             entry = entry._replace(blendshapes=scores)
+        rotation = teacher_rotation(record)
+        if rotation is not None:
+            entry = entry._replace(rotation=rotation)
         merged.append(entry)
     return merged
 

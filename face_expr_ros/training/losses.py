@@ -30,6 +30,13 @@ class LossWeights:
     identity_prior: float = 1e-3
     expression_sparsity: float = 1e-3
     blendshapes: float = 0.0  # expression distillation from the teacher's ARKit blendshapes
+    # divide each shape's error by the teacher's standard deviation of that shape over the training
+    # faces (docs/training.md): rare, small shapes (blinks, brows) weigh as much as smiles
+    blendshapes_standardised: bool = False
+    rotation: float = 0.0     # the teacher's head rotation (chordal distance)
+    emotion: float = 0.0      # cross-entropy of the emotion head with the human labels
+    coefficient_emotion: float = 0.0  # cross-entropy of a linear probe on the 53 coefficients
+    presence: float = 0.0     # BCE of the presence head (faces 1, no face / half a face 0)
 
 
 def face_size(landmarks: torch.Tensor) -> torch.Tensor:
@@ -88,7 +95,7 @@ def expression_sparsity(expression: torch.Tensor) -> torch.Tensor:
 
 
 def blendshape_distillation(expression_arkit: torch.Tensor, target: torch.Tensor,
-                            mask: torch.Tensor) -> torch.Tensor:
+                            mask: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared difference between the ARKit view of the predicted coefficients and the
     teacher's blendshape scores, over the faces that have teacher scores.
 
@@ -96,12 +103,57 @@ def blendshape_distillation(expression_arkit: torch.Tensor, target: torch.Tensor
         expression_arkit: (B, 52) ``coefficients @ arkit_matrix.T`` (core.arkit).
         target: (B, 52) teacher scores in [0, 1], ARKit order.
         mask: (B, 52) 1 where the teacher gave a score (faces without scores: all 0).
+        scale: (52,) per-shape divisor of the difference (the teacher's standard deviation over
+            the training faces: a standardised error), or None for raw scores.
     """
     if expression_arkit.shape != target.shape or mask.shape != target.shape:
         raise ValueError(f"blendshape_distillation: shapes {tuple(expression_arkit.shape)}, "
                          f"{tuple(target.shape)}, {tuple(mask.shape)} must be equal (B, 52)")
-    squared = (expression_arkit - target) ** 2 * mask
+    difference = expression_arkit - target
+    if scale is not None:
+        difference = difference / scale
+    squared = difference ** 2 * mask
     return squared.sum() / mask.sum().clamp_min(1.0)
+
+
+def rotation_distance(predicted: torch.Tensor, target: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+    """Mean chordal distance ``||R - R_t||_F^2 = 4 (1 - cos angle)`` over the faces with ``mask``
+    1 (smooth everywhere, unlike the geodesic angle's arccos at 0).
+
+    Args:
+        predicted, target: (B, 3, 3) rotations (core convention).
+        mask: (B,) 1 where the teacher gave a rotation.
+    """
+    if predicted.shape != target.shape or predicted.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation_distance: shapes {tuple(predicted.shape)} and "
+                         f"{tuple(target.shape)} must be equal (B, 3, 3)")
+    squared = ((predicted - target) ** 2).sum(dim=(-2, -1))
+    return (squared * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the samples with a label (``labels >= 0``; -1 = none); 0 when no
+    sample in the batch has one.
+
+    Args:
+        logits: (B, C). labels: (B,) int64 class indices or -1.
+    """
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"labelled_cross_entropy: logits {tuple(logits.shape)} must be (B, C) "
+                         f"and labels {tuple(labels.shape)} (B,)")
+    known = labels >= 0
+    if not bool(known.any()):
+        return logits.sum() * 0.0  # keeps the graph (DDP) with a zero gradient
+    return torch.nn.functional.cross_entropy(logits[known], labels[known])
+
+
+def presence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of presence logits (B,) against targets (B,) in {0, 1}."""
+    if logits.shape != targets.shape:
+        raise ValueError(f"presence_loss: shapes {tuple(logits.shape)} and {tuple(targets.shape)} "
+                         "must be equal (B,)")
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
 
 
 @dataclass
@@ -114,9 +166,18 @@ class LossTerms:
     identity_prior: torch.Tensor
     expression_sparsity: torch.Tensor
     blendshapes: torch.Tensor
+    rotation: torch.Tensor | None = None
+    emotion: torch.Tensor | None = None
+    coefficient_emotion: torch.Tensor | None = None
+    presence: torch.Tensor | None = None
+
+    def add(self, name: str, value: torch.Tensor, weight: float) -> None:
+        """Record term ``name`` and add ``weight * value`` to the total."""
+        setattr(self, name, value)
+        self.total = self.total + weight * value
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(v.detach()) for k, v in vars(self).items()}
+        return {k: float(v.detach()) for k, v in vars(self).items() if v is not None}
 
 
 def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
@@ -126,8 +187,9 @@ def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
                blendshapes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LossTerms:
     """``L_mse + w_c L_cons + priors``; without an augmented view the consistency term is 0.
 
-    ``blendshapes``: (expression_arkit, target, mask) for :func:`blendshape_distillation`
-    (weight ``weights.blendshapes``); None or weight 0: the term is 0.
+    ``blendshapes``: (expression_arkit, target, mask[, scale]) for :func:`blendshape_distillation`
+    (weight ``weights.blendshapes``); None or weight 0: the term is 0. The rotation, emotion and
+    presence terms are added by the caller with :meth:`LossTerms.add`.
     """
     mse = landmark_mse(l2, l1)
     zero = mse.new_zeros(())

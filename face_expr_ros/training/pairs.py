@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ..core.align import CROP_MARGIN, landmark_box, warp_crop
 from ..core.camera import apply_affine, crop_affine
+from ..core.emotions import emotion_index
 from .augmentation import FLIP_PERMUTATION_68, AugmentParams, augment
 from .datasets import IndexEntry, load_image_rgb
 
@@ -55,55 +56,101 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 class LandmarkPairs(Dataset):
     """Training items (``train=True``): dict of ``image`` (3,S,S), ``l1`` (68,2), ``image_aug``,
-    ``l3``, ``affine`` (2,3), ``permutation`` (68,), ``blendshapes`` and ``blendshape_mask`` (52,).
-    Validation items (``train=False``): the unjittered crop only, ``image``, ``l1``, ``blendshapes``
-    and ``blendshape_mask`` (validation reads no second view). Unreadable images are replaced by
-    another random item (logged), so an epoch never stops on a bad file."""
+    ``l3``, ``affine`` (2,3), ``permutation`` (68,), ``blendshapes`` and ``blendshape_mask`` (52,),
+    ``rotation`` (3,3) and ``rotation_mask`` () the teacher's head rotation, ``emotion`` () the
+    :data:`core.emotions.EMOTIONS` index of the human label or -1; with ``negatives`` also
+    ``negative`` (3,S,S), an augmented crop holding no face or half a face, and
+    ``negative_valid`` (). Validation items (``train=False``): the unjittered crop only (no
+    second view, no negative). Unreadable images are replaced by another random item (logged), so
+    an epoch never stops on a bad file.
+
+    ``caches``: set name -> :class:`.crop_cache.CropCache`; entries found there are cut from the
+    cached crop (same framing and landmarks, no photo read), the others from their photo.
+    """
 
     def __init__(self, entries: list[IndexEntry], params: PairParams = PairParams(),
-                 train: bool = True):
+                 train: bool = True, caches: dict | None = None, negatives: bool = False):
         usable = [e for e in entries if e.landmarks is not None]
         if not usable:
             raise ValueError("no entries with landmarks: annotate the sets first (face_expr annotate)")
         self.entries = usable
         self.params = params
         self.train = train
+        self.caches = caches or {}
+        self.rows = [self._cache_row(e) for e in usable]
+        # every (cache, row, kind) negative, drawn uniformly
+        self.negative_pool = [(c, int(r), int(k)) for c in self.caches.values()
+                              for r, k in zip(*np.nonzero(c.has_negative & c.valid[:, None]))]
+        self.negatives = negatives and train and bool(self.negative_pool)
+
+    def _cache_row(self, entry: IndexEntry) -> int | None:
+        cache = self.caches.get(entry.set_name)
+        row = cache.index.get(str(entry.path)) if cache is not None else None
+        return row if row is not None and cache.valid[row] else None
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         for attempt in range(10):
-            entry = self.entries[index]
+            entry, row = self.entries[index], self.rows[index]
             try:
-                image = load_image_rgb(entry.path)
+                source = self._source(entry, row)
             except OSError as err:
                 log.warning("skipping unreadable %s: %s", entry.path, err)
                 index = random.Random(index + attempt).randrange(len(self.entries))
                 continue
-            return self._pair(image, entry)
+            return self._pair(*source, entry)
         raise RuntimeError("10 unreadable images in a row: check the data folder")
 
-    def _pair(self, image: np.ndarray, entry: IndexEntry) -> dict[str, torch.Tensor]:
+    def _source(self, entry: IndexEntry, row: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(image, its landmarks): the cached crop and the landmarks in its pixels, or the photo."""
+        if row is None:
+            return load_image_rgb(entry.path), entry.landmarks.astype(np.float64)
+        cache = self.caches[entry.set_name]
+        return (np.asarray(cache.crops[row]),
+                apply_affine(cache.to_cache[row], entry.landmarks.astype(np.float64)))
+
+    def _pair(self, image: np.ndarray, landmarks: np.ndarray,
+              entry: IndexEntry) -> dict[str, torch.Tensor]:
         size = self.params.size
         # Training: fresh randomness per call (torch seeds each worker); validation: no randomness
         # (the crop is not jittered and no second view is made).
         rng = np.random.default_rng(torch.randint(0, 2**62, ()).item()) if self.train else None
-        to_crop = jittered_crop_affine(entry.landmarks, self.params, rng)
+        to_crop = jittered_crop_affine(landmarks, self.params, rng)
         crop = warp_crop(image, to_crop, size)
-        l1 = apply_affine(to_crop, entry.landmarks.astype(np.float64))
+        l1 = apply_affine(to_crop, landmarks)
         item = {"image": to_tensor(crop), "l1": torch.from_numpy(l1).float(),
-                **blendshape_target(entry.blendshapes)}
+                **blendshape_target(entry.blendshapes), **rotation_target(entry.rotation),
+                "emotion": torch.tensor(emotion_index(entry.labels.get("emotion")))}
         if not self.train:
             return item
-        aug = augment(crop, l1, rng, size, self.params.augment)
+        # the second view is warped from the (larger) source, through the crop's affine
+        aug = augment(crop, l1, rng, size, self.params.augment, source=(image, to_crop))
         permutation = FLIP_PERMUTATION_68 if aug.flipped else IDENTITY_PERMUTATION
         item.update({
             "image_aug": to_tensor(aug.image), "l3": torch.from_numpy(aug.landmarks).float(),
             "affine": torch.from_numpy(aug.affine).float(),
             "permutation": torch.from_numpy(np.asarray(permutation, dtype=np.int64)),
         })
+        if self.negatives:
+            item.update(self._negative(rng))
         return item
+
+    def _negative(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """A random no-face / half-face crop, augmented like a second view."""
+        cache, row, kind = self.negative_pool[int(rng.integers(len(self.negative_pool)))]
+        patch = np.asarray(cache.negatives[row, kind])
+        aug = augment(patch, None, rng, self.params.size, self.params.augment)
+        return {"negative": to_tensor(aug.image), "negative_valid": torch.tensor(1.0)}
+
+
+def rotation_target(rotation: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """``rotation`` (3, 3) the teacher's (identity where missing) and ``rotation_mask`` ()."""
+    if rotation is None:
+        return {"rotation": torch.eye(3), "rotation_mask": torch.tensor(0.0)}
+    return {"rotation": torch.from_numpy(np.asarray(rotation, np.float32)),
+            "rotation_mask": torch.tensor(1.0)}
 
 
 N_ARKIT = 52

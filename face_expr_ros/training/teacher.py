@@ -74,6 +74,9 @@ class TeacherFace:
     source: str = ""  # who placed the points when not the teacher itself ("dlib/assumed-box")
     # MediaPipe's 52 blendshape scores in [0, 1] by ARKit name (its "_neutral" dropped), or None
     blendshapes: dict[str, float] | None = None
+    # MediaPipe's facial transformation matrix (4, 4): its canonical face -> its camera frame, as
+    # MediaPipe returns it (convert with :func:`teacher_rotation`), or None
+    transform: np.ndarray | None = None
 
     @property
     def area(self) -> float:
@@ -152,7 +155,8 @@ class ScaledTeacher:
             return out
 
         return [TeacherFace(back(f.box).reshape(4), f.score, back(f.landmarks68),
-                            None if f.dense is None else back(f.dense), f.source, f.blendshapes)
+                            None if f.dense is None else back(f.dense), f.source, f.blendshapes,
+                            f.transform)
                 for f in faces]
 
     def _assumed_box(self, padded: np.ndarray, pad: int) -> list[TeacherFace]:
@@ -214,7 +218,8 @@ class MediaPipeTeacher:
         self._landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(task)),
             running_mode=vision.RunningMode.IMAGE, num_faces=max_faces,
-            min_face_detection_confidence=min_confidence, output_face_blendshapes=True))
+            min_face_detection_confidence=min_confidence, output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True))
         self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_buffer=detector_model),
             running_mode=vision.RunningMode.IMAGE, min_detection_confidence=min_confidence))
@@ -238,6 +243,7 @@ class MediaPipeTeacher:
         scores_by_face = [{c.category_name: float(c.score) for c in categories
                            if not c.category_name.startswith("_")}
                           for categories in (result.face_blendshapes or [])]
+        matrices = list(result.facial_transformation_matrixes or [])
         boxes, scores = [], []
         for detection in self._detector.detect(image).detections:
             b = detection.bounding_box
@@ -252,7 +258,9 @@ class MediaPipeTeacher:
             box, score = (np.asarray(boxes[best], np.float64), float(scores[best])) \
                 if best is not None else (hull, 0.0)
             blendshapes = scores_by_face[index] if index < len(scores_by_face) else None
-            faces.append(TeacherFace(box, score, self._to_ibug(dense), dense, "", blendshapes))
+            transform = np.asarray(matrices[index], np.float64) if index < len(matrices) else None
+            faces.append(TeacherFace(box, score, self._to_ibug(dense), dense, "", blendshapes,
+                                     transform))
         return sorted(faces, key=lambda f: -f.area)
 
 

@@ -66,7 +66,8 @@ MESSAGES_FIX = (
     "`colcon build --base-paths src src/face_expr_ros/face_expr_msgs` then `source install/setup.bash` "
     "(tf2_msgs comes with ROS 2: apt install ros-$ROS_DISTRO-tf2-msgs)")
 RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detector_max_side",
-                                    "max_faces", "selection_threshold", "top_k"})
+                                    "max_faces", "selection_threshold", "top_k",
+                                    "detection_interval_s", "presence_threshold"})
 """Run-time parameters applied through core.reconstruct.Reconstructor.configure (same names)."""
 
 
@@ -205,7 +206,9 @@ class FaceExprNode(LifecycleNode):
             detection_threshold=s["detection_threshold"], min_face_px=s["min_face_px"],
             max_faces=s["max_faces"], selection_threshold=s["selection_threshold"],
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
-            onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"])
+            onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"],
+            follow=s["follow_landmarks"], detection_interval_s=s["detection_interval_s"],
+            presence_threshold=s["presence_threshold"])
         return reconstructor
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:

@@ -129,6 +129,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "(the message's selected field); the largest is always used.", low=0.0, high=1.0),
     ParameterSpec("top_k", 20, "At most this many templates are selected; 0 = no limit.",
                   low=0, high=1000),
+    # -- tracking mode (core.follow)
+    ParameterSpec("follow_landmarks", True,
+                  "Tracking mode: a tracked face's next crop comes from its landmarks, and the "
+                  "detector runs only on the first frame, every detection_interval_s and when a "
+                  "face is lost (docs/node.md, Tracking mode). false: detect every frame.",
+                  applies="configure"),
+    ParameterSpec("detection_interval_s", 0.5,
+                  "Tracking mode: seconds between detections while faces are followed (to find "
+                  "new faces: a new face waits at most this long, plus min_hits frames); 0 = "
+                  "detect every frame.", low=0.0, high=60.0),
+    ParameterSpec("presence_threshold", 0.5,
+                  "Tracking mode: a followed face whose presence score (the detector's score on "
+                  "its crop, or the network's presence head) falls below it is lost, and the "
+                  "next frame is detected.", low=0.0, high=1.0),
     # -- tracking and smoothing (runtime; core.tracking.validate_parameter)
     ParameterSpec("tracking.min_hits", 2,
                   "Frames with a detection before a face is published (its id confirmed).",

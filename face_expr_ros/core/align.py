@@ -46,11 +46,24 @@ class BoxRule:
         half = self.scale * side / 2
         return np.array([cx - half, cy - half, cx + half, cy + half])
 
+    def invert(self, landmark_box, width_ratio: float = 1.0) -> np.ndarray:
+        """(4,) landmark box -> (4,) the detector box it came from (:meth:`apply` inverted):
+        height ``max(w, h) / scale``, width ``width_ratio`` x the landmark box width (the rule
+        keeps only the longer side, so the detector's aspect is given)."""
+        x0, y0, x1, y1 = (float(v) for v in landmark_box)
+        side = max(x1 - x0, y1 - y0) / self.scale
+        cx, cy = (x0 + x1) / 2 - self.dx * side, (y0 + y1) / 2 - self.dy * side
+        half_w = max(width_ratio * (x1 - x0), 1e-6) / 2
+        return np.array([cx - half_w, cy - side / 2, cx + half_w, cy + side / 2])
+
 
 DETECTOR_BOX_RULE = BoxRule(scale=0.79, dx=0.0, dy=0.127)
 """libfacedetection (core.detect's default) on 435 helen_train faces: landmark side / detector side
 median 0.793 (10-90 %: 0.75-0.87), centre 0.127 side lower, 0.006 right (dropped); ytf_train gives
 0.82 and 0.13. Re-measure with ``face_expr data report`` after changing the detector."""
+DETECTOR_WIDTH_RATIO = 0.97
+"""libfacedetection box width / landmark box width, median on helen (docs/detection.md,
+"Calibration"): the detector-like box of a face followed by its landmarks (:meth:`BoxRule.invert`)."""
 
 
 @dataclass

@@ -3,6 +3,11 @@
     detect -> crop (core.align) -> network, batched over faces -> landmarks (dynamic jaw) ->
     track + One-Euro smoothing (optional) -> template selection -> Face
 
+Tracking mode (``follow=True``, the node's and ``face_expr video``'s default; core.follow): a
+tracked face's crop comes from its previous frame's landmarks, and the detector runs only on the
+first frame, every ``detection_interval_s``, and when a followed face is lost. Still images
+(``face_expr reconstruct``, ``eval``) detect every image (``follow=False``).
+
 A :class:`Face` keeps what the network said in image terms: the scaled-orthographic pose
 ``s R V + t`` maps model centimetres to image pixels (y up, origin at the image position of the
 model origin), so it does not depend on the crop. Metric poses need the camera matrix K
@@ -17,12 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .align import crop_from_box
+from .align import DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks, landmark_box
 from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
                      gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
+from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
+                     FaceFollower, inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
@@ -145,17 +152,21 @@ class Face:
 
 @dataclass
 class Timings:
-    """Milliseconds per stage of the last :meth:`Reconstructor.reconstruct` call."""
+    """Milliseconds per stage of the last :meth:`Reconstructor.reconstruct` call; ``detected``:
+    whether the detector ran in it (in tracking mode only some frames are detected)."""
 
     detect: float = 0.0
     crop: float = 0.0
     network: float = 0.0
     landmarks: float = 0.0
     track: float = 0.0
+    presence: float = 0.0
+    detected: bool = False
 
     @property
     def total(self) -> float:
-        return self.detect + self.crop + self.network + self.landmarks + self.track
+        return (self.detect + self.crop + self.network + self.landmarks + self.track
+                + self.presence)
 
 
 class Reconstructor:
@@ -175,6 +186,10 @@ class Reconstructor:
             "auto" (torch on CUDA; on CPU onnx when onnxruntime is installed: core.backend).
             The choice and its reason: ``backend``, ``backend_reason``.
         onnx_model: an exported .onnx of these weights (default: the cache, exported if needed).
+        follow: tracking mode (module docstring, core.follow); needs a ``tracker`` (a default
+            core.tracking.Tracker when None).
+        detection_interval_s, presence_threshold: the tracking mode's detection schedule
+            (core.follow.FaceFollower).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
@@ -182,7 +197,9 @@ class Reconstructor:
                  min_face_px: int = 16, max_faces: int = 10,
                  selection_threshold: float = DEFAULT_THRESHOLD, top_k: int | None = DEFAULT_TOP_K,
                  tracker=None, backend: str = "auto", onnx_model=None,
-                 detector_max_side: int = 1280):
+                 detector_max_side: int = 1280, follow: bool = False,
+                 detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
+                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
@@ -196,15 +213,23 @@ class Reconstructor:
         self.max_faces = max_faces
         self.selection_threshold = selection_threshold
         self.top_k = top_k
+        if follow and tracker is None:
+            from .tracking import Tracker
+            tracker = Tracker()
         self.tracker = tracker
+        self.follower = FaceFollower(detection_interval_s, presence_threshold) if follow else None
         self.timings = Timings()
 
     def configure(self, detection_threshold: float | None = None, min_face_px: int | None = None,
                   detector_max_side: int | None = None, max_faces: int | None = None,
-                  selection_threshold: float | None = None, top_k: int | None = None) -> None:
+                  selection_threshold: float | None = None, top_k: int | None = None,
+                  detection_interval_s: float | None = None,
+                  presence_threshold: float | None = None) -> None:
         """Change run-time settings (None: unchanged; ``top_k`` 0 = no limit); the next
-        :meth:`reconstruct` uses them. Model, weights, backend and detector type need a new
-        Reconstructor."""
+        :meth:`reconstruct` uses them. Model, weights, backend, detector type and ``follow``
+        need a new Reconstructor (the tracking-mode settings are ignored without it)."""
+        if self.follower is not None:
+            self.follower.configure(detection_interval_s, presence_threshold)
         if detection_threshold is not None:
             self.detector.score_threshold = float(detection_threshold)
         if min_face_px is not None:
@@ -228,14 +253,16 @@ class Reconstructor:
         ``timestamp`` (seconds) drives the tracker's smoothing; default: the monotonic clock.
         """
         image = as_rgb_uint8(image)
+        timestamp = time.monotonic() if timestamp is None else float(timestamp)
         timings = Timings()
-        start = time.perf_counter()
-        detections = self.detect(image)
-        timings.detect = _ms_since(start)
-        faces = self.reconstruct_boxes(image, detections, timings)
+        if self.follower is not None:
+            faces, known_ids = self._follow(image, timestamp, timings)
+        else:
+            faces, known_ids = self.reconstruct_boxes(image, self._timed_detect(image, timings),
+                                                      timings), None
         start = time.perf_counter()
         if self.tracker is not None:
-            faces = self._track(faces, time.monotonic() if timestamp is None else timestamp)
+            faces = self._track(faces, timestamp, known_ids)
         for face in faces:
             face.selected = select_templates(face.coefficients, self.selection_threshold, self.top_k)
         timings.track = _ms_since(start)
@@ -247,30 +274,107 @@ class Reconstructor:
         detections = self.detector.detect(image)
         return sorted(detections, key=lambda d: -d.area)[: self.max_faces]
 
-    @torch.no_grad()
+    def _timed_detect(self, image: np.ndarray, timings: Timings) -> list[Detection]:
+        start = time.perf_counter()
+        detections = self.detect(image)
+        timings.detect += _ms_since(start)
+        timings.detected = True
+        return detections
+
     def reconstruct_boxes(self, image: np.ndarray, detections: list[Detection],
                           timings: Timings | None = None) -> list[Face]:
         """Network and landmarks for given detections (no tracking, no selection)."""
         timings = timings or Timings()
-        if not detections:
-            return []
         start = time.perf_counter()
         crops = [crop_from_box(image, d.box, self.input_size, self.net.config.crop_margin)
                  for d in detections]
+        timings.crop += _ms_since(start)
+        return self._reconstruct_crops(crops, [d.box for d in detections],
+                                       [d.score for d in detections], timings)
+
+    def reconstruct_landmarks(self, image: np.ndarray, landmarks: list[np.ndarray],
+                              scores: list[float], timings: Timings | None = None) -> list[Face]:
+        """Network and landmarks for crops framed around given (68, 2) ``landmarks`` (the training
+        framing, core.align.crop_from_landmarks); a Face's box is the detector box those
+        landmarks correspond to (core.align.BoxRule.invert)."""
+        return self._landmark_faces(image, landmarks, scores, timings or Timings())[0]
+
+    def _landmark_faces(self, image: np.ndarray, landmarks: list[np.ndarray], scores: list[float],
+                        timings: Timings) -> tuple[list[Face], list]:
+        start = time.perf_counter()
+        crops = [crop_from_landmarks(image, lm, self.input_size, self.net.config.crop_margin)
+                 for lm in landmarks]
+        timings.crop += _ms_since(start)
+        faces = self._reconstruct_crops(crops, [np.zeros(4)] * len(crops), scores, timings)
+        for face in faces:
+            face.box = detector_box(face.landmarks)
+        return faces, crops
+
+    def _presence(self, face: Face, crop, expected_landmarks: np.ndarray, timings: Timings) -> float:
+        """core.follow.presence of a followed face: the network's head, else the detector on the
+        crop (timed as ``presence``)."""
+        def crop_detections() -> list[Detection]:
+            start = time.perf_counter()
+            found = self.detector.detect(crop.image)
+            timings.presence += _ms_since(start)
+            return found
+
+        expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks))
+        return presence(face.presence, crop_detections, expected)
+
+    @torch.no_grad()
+    def _reconstruct_crops(self, crops: list, boxes: list, scores: list[float],
+                           timings: Timings) -> list[Face]:
+        if not crops:
+            return []
+        start = time.perf_counter()
         batch = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device)
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        timings.crop = _ms_since(start)
+        timings.crop += _ms_since(start)
         start = time.perf_counter()
         params = self.network(batch)
-        timings.network = _ms_since(start)
+        timings.network += _ms_since(start)
         start = time.perf_counter()
         crop_landmarks = self.projector(params, self.input_size).cpu().numpy().astype(np.float64)
-        faces = [self._face(d, c, params, i, crop_landmarks[i])
-                 for i, (d, c) in enumerate(zip(detections, crops))]
-        timings.landmarks = _ms_since(start)
+        faces = [self._face(b, s, c, params, i, crop_landmarks[i])
+                 for i, (b, s, c) in enumerate(zip(boxes, scores, crops))]
+        timings.landmarks += _ms_since(start)
         return faces
 
-    def _face(self, detection: Detection, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
+    def _follow(self, image: np.ndarray, timestamp: float,
+                timings: Timings) -> tuple[list[Face], list[str | None]]:
+        """One frame of the tracking mode: the followed faces, plus new detections when the
+        schedule (core.follow.FaceFollower) asks for them; returns the faces and their known
+        track ids (None: a new detection)."""
+        follower = self.follower
+        ids, predicted = follower.predictions(timestamp)
+        scores = [follower.faces[i].score for i in ids]
+        faces, crops = self._landmark_faces(image, predicted, scores, timings)
+        height, width = image.shape[:2]
+        lost = [i for i, face, crop, expected in zip(ids, faces, crops, predicted)
+                if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
+                or self._presence(face, crop, expected, timings) < follower.presence_threshold]
+        faces, ids = [f for f, i in zip(faces, ids) if i not in lost], [i for i in ids if i not in lost]
+        follower.drop(lost)
+        unfollowed = bool(set(self.tracker.track_ids) - set(ids))
+        if not follower.needs_detection(timestamp, unfollowed):
+            return faces, list(ids)
+        detections = self._timed_detect(image, timings)
+        follower.last_detection, follower.detect_next = timestamp, False
+        iou = self.tracker.iou_threshold
+        detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+        followed_boxes = np.array([f.box for f in faces]).reshape(-1, 4)
+        # a followed face no detection overlaps left, or is being followed into the background
+        seen = overlapping(followed_boxes, detected_boxes, iou)
+        follower.drop([i for i, s in zip(ids, seen) if not s])
+        faces = [f for f, s in zip(faces, seen) if s]
+        ids = [i for i, s in zip(ids, seen) if s]
+        fresh = [d for d, o in zip(detections, overlapping(detected_boxes, followed_boxes[seen], iou))
+                 if not o][: max(self.max_faces - len(faces), 0)]
+        faces += self.reconstruct_boxes(image, fresh, timings)
+        return faces, list(ids) + [None] * len(fresh)
+
+    def _face(self, box, score: float, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
         p = params.detach()[index]
         to_image = crop.crop_to_image
         zoom = float(np.hypot(to_image[0, 0], to_image[1, 0]))  # image pixels per crop pixel
@@ -278,7 +382,7 @@ class Reconstructor:
         t = p.translation.cpu().numpy().astype(np.float64)
         origin_crop = np.array([[centre + t[0], centre - t[1]]])  # the model origin, crop pixels
         coefficients = p.expression.cpu().numpy().astype(np.float64)
-        return Face(id="", box=np.asarray(detection.box, np.float64), score=float(detection.score),
+        return Face(id="", box=np.asarray(box, np.float64), score=float(score),
                     names=self.model.expression_names, coefficients=coefficients,
                     selected=np.zeros(0, np.int64),
                     identity=p.identity.cpu().numpy().astype(np.float64),
@@ -287,11 +391,14 @@ class Reconstructor:
                     scale=float(p.scale) * zoom,
                     landmarks=apply_affine(to_image, crop_landmarks), model=self.model)
 
-    def _track(self, faces: list[Face], timestamp: float) -> list[Face]:
+    def _track(self, faces: list[Face], timestamp: float,
+               known_ids: list[str | None] | None = None) -> list[Face]:
         boxes = np.array([f.box for f in faces]).reshape(-1, 4)
         tracked = []
-        for assignment in self.tracker.update(boxes, timestamp):
+        for assignment in self.tracker.update(boxes, timestamp, known_ids):
             face = faces[assignment.detection_index]
+            if self.follower is not None:  # raw landmarks: the next frame's crop
+                self.follower.keep(assignment.track_id, face.landmarks, timestamp, face.score)
             if not assignment.confirmed:
                 continue
             face.id = assignment.track_id
@@ -304,7 +411,15 @@ class Reconstructor:
             face.rotation, face.scale = smooth.rotation, float(smooth.scale)
             face.translation = np.asarray(smooth.translation)[:2] / CM_TO_M * face.scale
             tracked.append(face)
+        if self.follower is not None:
+            self.follower.drop(self.tracker.dropped_ids())
         return tracked
+
+
+def detector_box(landmarks: np.ndarray) -> np.ndarray:
+    """(4,) the detector-like box of (68, 2) landmarks (core.align.BoxRule.invert): the box a
+    face followed by its landmarks reports, comparable with the detector's boxes."""
+    return DETECTOR_BOX_RULE.invert(landmark_box(landmarks), DETECTOR_WIDTH_RATIO)
 
 
 def _ms_since(start: float) -> float:

@@ -208,7 +208,7 @@ class FaceExprNode(LifecycleNode):
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
             onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"],
             follow=s["follow_landmarks"], detection_interval_s=s["detection_interval_s"],
-            presence_threshold=s["presence_threshold"])
+            presence_threshold=s["presence_threshold"], defer_detection=True)
         return reconstructor
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -417,6 +417,8 @@ class FaceExprNode(LifecycleNode):
         with self.stats.lock:
             self.stats.processed += 1
             self.stats.faces = len(faces)
+        # the tracking mode's detection, after this frame's faces are out (core.reconstruct)
+        self.reconstructor.detect_deferred()
 
     def _intrinsics(self, width: int, height: int, settings: dict[str, Any]) -> np.ndarray:
         """K of the latest CameraInfo (rescaled to this image's size), else the default K."""

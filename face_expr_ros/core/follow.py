@@ -127,6 +127,7 @@ class FaceFollower:
                  presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD) -> None:
         self.configure(detection_interval_s, presence_threshold)
         self.faces: dict[str, FollowedFace] = {}
+        self.new_faces: list[tuple[np.ndarray, float]] = []  # (landmarks, score), no id yet
         self.last_detection: float | None = None
         self.detect_next = True
 
@@ -145,6 +146,7 @@ class FaceFollower:
     def reset(self) -> None:
         """Forget every face; the next frame is detected."""
         self.faces.clear()
+        self.new_faces = []
         self.last_detection, self.detect_next = None, True
 
     def needs_detection(self, timestamp: float, unfollowed_tracks: bool) -> bool:

@@ -190,6 +190,9 @@ class Reconstructor:
             core.tracking.Tracker when None).
         detection_interval_s, presence_threshold: the tracking mode's detection schedule
             (core.follow.FaceFollower).
+        defer_detection: tracking mode: a frame that needs a detection returns its followed
+            faces at once and the caller runs the detection after using them
+            (:meth:`detect_deferred`; the node does, after publishing).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
@@ -199,7 +202,8 @@ class Reconstructor:
                  tracker=None, backend: str = "auto", onnx_model=None,
                  detector_max_side: int = 1280, follow: bool = False,
                  detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
-                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD):
+                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD,
+                 defer_detection: bool = False):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
@@ -218,6 +222,9 @@ class Reconstructor:
             tracker = Tracker()
         self.tracker = tracker
         self.follower = FaceFollower(detection_interval_s, presence_threshold) if follow else None
+        self.defer_detection = defer_detection
+        self._deferred = None
+        self.deferred_timings = Timings()
         self.timings = Timings()
 
     def configure(self, detection_threshold: float | None = None, min_face_px: int | None = None,
@@ -344,35 +351,71 @@ class Reconstructor:
     def _follow(self, image: np.ndarray, timestamp: float,
                 timings: Timings) -> tuple[list[Face], list[str | None]]:
         """One frame of the tracking mode: the followed faces, plus new detections when the
-        schedule (core.follow.FaceFollower) asks for them; returns the faces and their known
-        track ids (None: a new detection)."""
+        schedule (core.follow.FaceFollower) asks for them (with ``defer_detection``: only noted,
+        :meth:`detect_deferred` runs them); returns the faces and their known track ids (None:
+        a new face)."""
+        faces, ids = self._followed_faces(image, timestamp, timings)
+        unfollowed = bool(set(self.tracker.track_ids) - {i for i in ids if i is not None})
+        if not self.follower.needs_detection(timestamp, unfollowed):
+            return faces, ids
+        if self.defer_detection:
+            self._deferred = (image, timestamp, ids, [f.box for f in faces])
+            return faces, ids
+        detections = self._timed_detect(image, timings)
+        seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces], timestamp)
+        faces = [f for f, s in zip(faces, seen) if s] + self.reconstruct_boxes(image, fresh, timings)
+        return faces, [i for i, s in zip(ids, seen) if s] + [None] * len(fresh)
+
+    def detect_deferred(self) -> bool:
+        """With ``defer_detection``: run the detection the last :meth:`reconstruct` only noted
+        (after its faces were published, so detection does not hold them back). New faces are
+        followed from the next frame on, and a followed face no detection saw is dropped then.
+        Returns whether a detection ran (timed in :attr:`deferred_timings`)."""
+        if self._deferred is None:
+            return False
+        image, timestamp, ids, boxes = self._deferred
+        self._deferred = None
+        timings = Timings()
+        detections = self._timed_detect(image, timings)
+        _, fresh = self._merge_detections(detections, ids, boxes, timestamp)
+        for face in self.reconstruct_boxes(image, fresh, timings):
+            self.follower.new_faces.append((face.landmarks, face.score))
+        self.deferred_timings = timings
+        return True
+
+    def _followed_faces(self, image: np.ndarray, timestamp: float,
+                        timings: Timings) -> tuple[list[Face], list[str | None]]:
+        """The followed faces that are still present and inside the image, and their ids; new
+        faces of a deferred detection (id None) too."""
         follower = self.follower
         ids, predicted = follower.predictions(timestamp)
         scores = [follower.faces[i].score for i in ids]
-        faces, crops = self._landmark_faces(image, predicted, scores, timings)
+        news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
+        follower.new_faces = []
+        faces, crops = self._landmark_faces(image, predicted + [lm for lm, _ in news],
+                                            scores + [sc for _, sc in news], timings)
         height, width = image.shape[:2]
-        lost = [i for i, face, crop, expected in zip(ids, faces, crops, predicted)
+        lost = {i for i, face, crop, expected in zip(ids, faces, crops, predicted)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
-                or self._presence(face, crop, expected, timings) < follower.presence_threshold]
-        faces, ids = [f for f, i in zip(faces, ids) if i not in lost], [i for i in ids if i not in lost]
+                or self._presence(face, crop, expected, timings) < follower.presence_threshold}
         follower.drop(lost)
-        unfollowed = bool(set(self.tracker.track_ids) - set(ids))
-        if not follower.needs_detection(timestamp, unfollowed):
-            return faces, list(ids)
-        detections = self._timed_detect(image, timings)
-        follower.last_detection, follower.detect_next = timestamp, False
+        all_ids = list(ids) + [None] * len(news)
+        keep = [k for k, i in enumerate(all_ids) if i is None or i not in lost]
+        return [faces[k] for k in keep], [all_ids[k] for k in keep]
+
+    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
+                          timestamp: float) -> tuple[np.ndarray, list[Detection]]:
+        """(N,) which followed faces a detection saw (the others are dropped from following: they
+        left, or are being followed into the background) and the detections of new faces."""
+        self.follower.last_detection, self.follower.detect_next = timestamp, False
         iou = self.tracker.iou_threshold
         detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
-        followed_boxes = np.array([f.box for f in faces]).reshape(-1, 4)
-        # a followed face no detection overlaps left, or is being followed into the background
+        followed_boxes = np.array(boxes).reshape(-1, 4)
         seen = overlapping(followed_boxes, detected_boxes, iou)
-        follower.drop([i for i, s in zip(ids, seen) if not s])
-        faces = [f for f, s in zip(faces, seen) if s]
-        ids = [i for i, s in zip(ids, seen) if s]
-        fresh = [d for d, o in zip(detections, overlapping(detected_boxes, followed_boxes[seen], iou))
-                 if not o][: max(self.max_faces - len(faces), 0)]
-        faces += self.reconstruct_boxes(image, fresh, timings)
-        return faces, list(ids) + [None] * len(fresh)
+        self.follower.drop([i for i, s in zip(ids, seen) if not s and i is not None])
+        known = overlapping(detected_boxes, followed_boxes, iou)
+        fresh = [d for d, k in zip(detections, known) if not k]
+        return seen, fresh[: max(self.max_faces - int(seen.sum()), 0)]
 
     def _face(self, box, score: float, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
         p = params.detach()[index]

@@ -137,12 +137,12 @@ class FaceDetector:
         self.min_face_px = int(min_face_px)
         self.max_side = int(max_side)
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, min_face_px: int | None = None) -> list[Detection]:
         """All faces in ``image_rgb`` (HxWx3 uint8 RGB; gray HxW / HxWx1 accepted).
 
         Images larger than ``max_side`` are downscaled for detection (so memory is bounded) and
-        the boxes mapped back. Faces narrower than ``min_face_px`` (in pixels of ``image_rgb``) or
-        scoring below ``score_threshold`` are dropped.
+        the boxes mapped back. Faces narrower than ``min_face_px`` (in pixels of ``image_rgb``;
+        None: the detector's setting) or scoring below ``score_threshold`` are dropped.
 
         Returns:
             Detections sorted by score, highest first (ties: larger box first).
@@ -168,7 +168,8 @@ class FaceDetector:
                 continue
             box = np.asarray(boxes[i], np.float64) * (sx, sy, sx, sy)
             box = np.clip(box, 0.0, (w, h, w, h))
-            if box[2] - box[0] < max(self.min_face_px, 1) or box[3] - box[1] <= 0:
+            narrowest = self.min_face_px if min_face_px is None else min_face_px
+            if box[2] - box[0] < max(narrowest, 1) or box[3] - box[1] <= 0:
                 continue
             kps = None
             if keypoints is not None:

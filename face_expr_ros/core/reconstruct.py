@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -29,7 +30,7 @@ from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
 from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
-                     FaceFollower, inside_fraction, overlapping, presence)
+                     PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
@@ -320,13 +321,17 @@ class Reconstructor:
     def _presence(self, face: Face, crop, expected_landmarks: np.ndarray, timings: Timings) -> float:
         """core.follow.presence of a followed face: the network's head, else the detector on the
         crop (timed as ``presence``)."""
+        zoom = PRESENCE_SIDE / self.input_size
+
         def crop_detections() -> list[Detection]:
             start = time.perf_counter()
-            found = self.detector.detect(crop.image)
+            small = cv2.resize(crop.image, (PRESENCE_SIDE, PRESENCE_SIDE),
+                               interpolation=cv2.INTER_AREA)
+            found = self.detector.detect(small, min_face_px=0)  # the face's size is known
             timings.presence += _ms_since(start)
             return found
 
-        expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks))
+        expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks)) * zoom
         return presence(face.presence, crop_detections, expected)
 
     @torch.no_grad()

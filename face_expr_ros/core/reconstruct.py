@@ -30,9 +30,10 @@ from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
 from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
-                     PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping, presence)
+                     PRESENCE_SIDE, REFINE_IOU, FaceFollower, inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
+from .tracking import box_iou
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
 
@@ -399,6 +400,8 @@ class Reconstructor:
         follower.new_faces = []
         faces, crops = self._landmark_faces(image, predicted + [lm for lm, _ in news],
                                             scores + [sc for _, sc in news], timings)
+        faces, crops = self._refine(image, faces, crops, predicted + [lm for lm, _ in news],
+                                    timings)
         height, width = image.shape[:2]
         lost = {i for i, face, crop, expected in zip(ids, faces, crops, predicted)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
@@ -407,6 +410,22 @@ class Reconstructor:
         all_ids = list(ids) + [None] * len(news)
         keep = [k for k, i in enumerate(all_ids) if i is None or i not in lost]
         return [faces[k] for k in keep], [all_ids[k] for k in keep]
+
+    def _refine(self, image: np.ndarray, faces: list[Face], crops: list, framed: list[np.ndarray],
+                timings: Timings) -> tuple[list[Face], list]:
+        """Faces whose landmark box moved from the one their crop was ``framed`` around (IoU <
+        :data:`core.follow.REFINE_IOU`: fast motion, a wrong prediction) are cropped again
+        around their new landmarks and run again: a badly framed crop gives worse landmarks."""
+        redo = [k for k, (face, lm) in enumerate(zip(faces, framed))
+                if box_iou(landmark_box(face.landmarks)[None], landmark_box(lm)[None])[0, 0]
+                < REFINE_IOU]
+        if not redo:
+            return faces, crops
+        again, again_crops = self._landmark_faces(image, [faces[k].landmarks for k in redo],
+                                                  [faces[k].score for k in redo], timings)
+        for k, face, crop in zip(redo, again, again_crops):
+            faces[k], crops[k] = face, crop
+        return faces, crops
 
     def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
                           timestamp: float) -> tuple[np.ndarray, list[Detection]]:

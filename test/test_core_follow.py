@@ -140,14 +140,15 @@ def test_inside_fraction_and_settings_errors():
 def test_deferred_detection_runs_after_the_frame_and_keeps_ids(face_model, head):
     rec = Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
                         detection_interval_s=0.5, defer_detection=True)
-    seen, ran = [], []
+    seen, ran, detected = [], [], []
     for k in range(24):
         xs = [20] if k < 10 else [20, 380]  # a second face from frame 10
         faces = rec.reconstruct(frame(head, xs), k / FPS)
-        assert not rec.timings.detected, "reconstruct itself never detects when deferred"
+        detected.append(rec.timings.detected)
         seen.append(sorted(f.id for f in faces))
         ran.append(rec.detect_deferred())
-    assert [k for k, r in enumerate(ran) if r] == [0, 15], "first frame, then every 0.5 s"
-    assert seen[1] == [] and seen[2] == ["1"], "followed from the next frame, confirmed on the 2nd"
+    assert [k for k, d in enumerate(detected) if d] == [0], "no followed face yet: at once"
+    assert [k for k, r in enumerate(ran) if r] == [15], "then deferred, every 0.5 s"
+    assert seen[0] == [] and seen[1] == ["1"], "confirmed on the 2nd frame (min_hits 2)"
     # the second face: detected after frame 15, followed from 16, confirmed at 17
     assert seen[16] == ["1"] and seen[17] == ["1", "2"] and seen[-1] == ["1", "2"]

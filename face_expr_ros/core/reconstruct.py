@@ -192,9 +192,10 @@ class Reconstructor:
             core.tracking.Tracker when None).
         detection_interval_s, presence_threshold: the tracking mode's detection schedule
             (core.follow.FaceFollower).
-        defer_detection: tracking mode: a frame that needs a detection returns its followed
-            faces at once and the caller runs the detection after using them
-            (:meth:`detect_deferred`; the node does, after publishing).
+        defer_detection: tracking mode: a frame with followed faces that needs a detection
+            returns them at once and the caller runs the detection after using them
+            (:meth:`detect_deferred`; the node does, after publishing). Frames without followed
+            faces detect at once (nothing to hold back).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
@@ -364,7 +365,7 @@ class Reconstructor:
         unfollowed = bool(set(self.tracker.track_ids) - {i for i in ids if i is not None})
         if not self.follower.needs_detection(timestamp, unfollowed):
             return faces, ids
-        if self.defer_detection:
+        if self.defer_detection and faces:  # without followed faces nothing would be held back
             self._deferred = (image, timestamp, ids, [f.box for f in faces])
             return faces, ids
         detections = self._timed_detect(image, timings)

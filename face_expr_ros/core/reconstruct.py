@@ -399,12 +399,12 @@ class Reconstructor:
         scores = [follower.faces[i].score for i in ids]
         news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
         follower.new_faces = []
-        faces, crops = self._landmark_faces(image, predicted + [lm for lm, _ in news],
-                                            scores + [sc for _, sc in news], timings)
-        faces, crops = self._refine(image, faces, crops, predicted + [lm for lm, _ in news],
-                                    timings)
+        framed = predicted + [lm for lm, _ in news]
+        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news],
+                                            timings)
+        faces, crops, framed = self._refine(image, faces, crops, framed, timings)
         height, width = image.shape[:2]
-        lost = {i for i, face, crop, expected in zip(ids, faces, crops, predicted)
+        lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
                 or self._presence(face, crop, expected, timings) < follower.presence_threshold}
         follower.drop(lost)
@@ -413,20 +413,23 @@ class Reconstructor:
         return [faces[k] for k in keep], [all_ids[k] for k in keep]
 
     def _refine(self, image: np.ndarray, faces: list[Face], crops: list, framed: list[np.ndarray],
-                timings: Timings) -> tuple[list[Face], list]:
+                timings: Timings) -> tuple[list[Face], list, list[np.ndarray]]:
         """Faces whose landmark box moved from the one their crop was ``framed`` around (IoU <
         :data:`core.follow.REFINE_IOU`: fast motion, a wrong prediction) are cropped again
-        around their new landmarks and run again: a badly framed crop gives worse landmarks."""
+        around their new landmarks and run again: a badly framed crop gives worse landmarks.
+        Returns the faces, their crops and the landmarks each crop was framed around."""
         redo = [k for k, (face, lm) in enumerate(zip(faces, framed))
                 if box_iou(landmark_box(face.landmarks)[None], landmark_box(lm)[None])[0, 0]
                 < REFINE_IOU]
+        faces, crops, framed = list(faces), list(crops), list(framed)
         if not redo:
-            return faces, crops
+            return faces, crops, framed
         again, again_crops = self._landmark_faces(image, [faces[k].landmarks for k in redo],
                                                   [faces[k].score for k in redo], timings)
         for k, face, crop in zip(redo, again, again_crops):
+            framed[k] = faces[k].landmarks
             faces[k], crops[k] = face, crop
-        return faces, crops
+        return faces, crops, framed
 
     def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
                           timestamp: float) -> tuple[np.ndarray, list[Detection]]:

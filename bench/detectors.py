@@ -18,6 +18,11 @@ Prints, per detector:
    640x480 frame; the rate at each S and the smallest S found in >= 50% of the faces;
 4. calibration on helen: detector box vs the 68-landmark box (size ratios, centre offset in units
    of the landmark box size) and the keypoints' error relative to the eye distance.
+
+``--resolutions``: only the detection resolution table of libfacedetection (the tracking mode's
+choice of ``detector_max_side`` per input size, docs/detection.md): for 640x480 and 1280x720 frames
+and each ``max_side``, ms per frame (this process, its CPUs) and the smallest face found
+(landmark-box width S, in pixels of the frame, found in >= 50 % of the helen faces).
 """
 from __future__ import annotations
 
@@ -74,16 +79,18 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 
-def paste(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
-    """``image`` at a random place in a grey 640x480 frame (downscaled if larger); frame, offset."""
-    frame = np.full((*FRAME_HW, 3), GREY, np.uint8)
+def paste(image: np.ndarray, rng: np.random.Generator,
+          frame_hw: tuple[int, int] = FRAME_HW) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` at a random place in a grey frame (default 640x480; downscaled if larger);
+    frame, offset."""
+    frame = np.full((*frame_hw, 3), GREY, np.uint8)
     h, w = image.shape[:2]
-    if h > FRAME_HW[0] or w > FRAME_HW[1]:
-        s = min(FRAME_HW[0] / h, FRAME_HW[1] / w)
+    if h > frame_hw[0] or w > frame_hw[1]:
+        s = min(frame_hw[0] / h, frame_hw[1] / w)
         image = cv2.resize(image, (int(w * s), int(h * s)), interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
-    y = int(rng.integers(0, FRAME_HW[0] - h + 1))
-    x = int(rng.integers(0, FRAME_HW[1] - w + 1))
+    y = int(rng.integers(0, frame_hw[0] - h + 1))
+    x = int(rng.integers(0, frame_hw[1] - w + 1))
     frame[y:y + h, x:x + w] = image
     return frame, (x, y)
 
@@ -149,18 +156,19 @@ def helen_faces(root: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(read_rgb(p), read_pts(p.parent.parent / "landmarks" / (p.stem + ".pts"))) for p in files]
 
 
-def smallest_face(det, faces) -> dict[int, float]:
-    """Rate of faces found per landmark-box width S (px) in a 640x480 frame."""
+def smallest_face(det, faces, frame_hw: tuple[int, int] = FRAME_HW,
+                  sizes: tuple[int, ...] = SIZES) -> dict[int, float]:
+    """Rate of faces found per landmark-box width S (px) in a frame (default 640x480)."""
     rng = np.random.default_rng(4)
     out = {}
-    for size in SIZES:
+    for size in sizes:
         found = 0
         for image, pts in faces:
             box = landmark_box(pts)
             s = size / (box[2] - box[0])
             small = cv2.resize(image, (max(1, round(image.shape[1] * s)),
                                        max(1, round(image.shape[0] * s))), interpolation=cv2.INTER_AREA)
-            framed, (ox, oy) = paste(small, rng)
+            framed, (ox, oy) = paste(small, rng, frame_hw)
             ref = box * s + (ox, oy, ox, oy)
             cx, cy = (ref[0] + ref[2]) / 2, (ref[1] + ref[3]) / 2
             # small boxes: the face's centre inside the detection and sizes within 2x
@@ -256,6 +264,37 @@ def timing_frames(root: Path, n: int = 30) -> np.ndarray:
     return np.stack(frames)
 
 
+RESOLUTION_FRAMES = ((480, 640), (720, 1280))
+MAX_SIDES = (320, 480, 640, 960, 1280)
+RESOLUTION_SIZES = (160, 120, 80, 60, 48, 40, 32, 24, 20)
+
+
+def resolutions(faces, frames_per_size: int = 10) -> None:
+    """The ``--resolutions`` table (module docstring)."""
+    rng = np.random.default_rng(5)
+    print(f"libfacedetection per detection resolution ({len(faces)} helen faces; "
+          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.2f}):")
+    print("| frame | max_side | detected at | ms per frame | smallest S found in >= 50 % |")
+    print("|---|---|---|---|---|")
+    for hw in RESOLUTION_FRAMES:
+        timing_set = [paste(faces[i % len(faces)][0], rng, hw)[0] for i in range(frames_per_size)]
+        for max_side in MAX_SIDES:
+            if max_side > max(hw):
+                continue
+            det = create_detector("libfacedetection", max_side=max_side)
+            det.detect(timing_set[0])
+            times = []
+            for frame in timing_set:
+                t0 = time.perf_counter()
+                det.detect(frame)
+                times.append((time.perf_counter() - t0) * 1e3)
+            rate = smallest_face(det, faces, hw, RESOLUTION_SIZES)
+            ok = [s for s in RESOLUTION_SIZES if rate[s] >= 0.5]
+            k = min(1.0, max_side / max(hw))
+            print(f"| {hw[1]}x{hw[0]} | {max_side} | {round(hw[1] * k)}x{round(hw[0] * k)} | "
+                  f"{statistics.median(times):.1f} | {min(ok) if ok else '-'} px |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="images per set for the rates (default 200)")
@@ -265,8 +304,13 @@ def main() -> None:
     ap.add_argument("--detectors", default=",".join(DETECTORS))
     ap.add_argument("--data", default=None)
     ap.add_argument("--skip-rates", action="store_true")
+    ap.add_argument("--resolutions", action="store_true",
+                    help="only the detection-resolution table (libfacedetection, max_side)")
     ap.add_argument("--time-worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.resolutions:
+        resolutions(helen_faces(data_root(args.data), args.faces))
+        return
     if args.time_worker:
         time_worker(args.time_worker[0], int(args.time_worker[1]), args.time_worker[2])
         return

@@ -27,6 +27,13 @@ skimage.data.astronaut(), public domain). For 1 and 2 CPU threads:
      0.6 x the one-at-a-time rate 1000 / p50 (x1.3 per step up to 2x, 2 s each; see
      measure_rates); ">= r": no drop even at the highest rate tried, "< r": drops at the first.
    Ratios are ours / MediaPipe (latency: < 1 is faster; rate: > 1 is faster).
+3. open loop through ROS (bench/open_loop.py), the budget of the issue's "Done": frames published
+   at 30 fps like a camera, whether or not answered, for ``--open-loop-seconds`` after 2 s of
+   warm-up, to face_expr_node (its defaults: tracking mode), the MediaPipe node and
+   bench/floor_node.py (answers at once: DDS and rclpy alone), each pinned to the same 2 CPUs;
+   640x480 raw and 1280x720 raw and JPEG (``image_transport: compressed``), a slowly moving scene.
+   p50 / p95 publish -> answer of the answered frames, share answered, CPU cores of the node
+   process; "above floor" = (p50 - floor p50) ours / MediaPipe's.
 
 Timings on a shared machine are noisy: compare the ratios measured in the same run.
 """
@@ -53,6 +60,8 @@ from face_expr_ros.ros.demo import (Client, DemoError, NodeProcess, camera_matri
 SIZES = ((640, 480), (1280, 720))
 FACES = (1, 3)
 MP_NODE = ROOT / "bench" / "mediapipe_node.py"
+FLOOR_NODE = ROOT / "bench" / "floor_node.py"
+OPEN_LOOP_CONFIGS = (("raw", (640, 480)), ("raw", (1280, 720)), ("compressed", (1280, 720)))
 
 
 @dataclass
@@ -110,19 +119,24 @@ def stage_times(frames, threads: int, weights: str | None, repeats: int,
             # the backends alternate frame by frame: background load hits both alike
             recs = {b: Reconstructor(weights=weights, device="cpu", tracker=Tracker(), backend=b)
                     for b in backends}
+            # the node's tracking mode: frames 0.1 s apart, a detection every 5th (0.5 s)
+            recs.update({f"{b} follow": Reconstructor(weights=weights, device="cpu",
+                                                      tracker=Tracker(), backend=b, follow=True)
+                         for b in backends})
             header = Header(frame_id="camera")
             image_msg = ros_convert.rgb_to_image(rgb, header)
             K = camera_matrix(rgb.shape[1], rgb.shape[0])
-            rows: dict[str, list[dict]] = {b: [] for b in backends}
+            rows: dict[str, list[dict]] = {b: [] for b in recs}
             for i in range(repeats + 2):  # two warm-up rounds (and tracker confirmation)
                 for backend, rec in recs.items():
                     row = frame_stages(rec, image_msg, K, i * 0.1, pub, tf_pub)
                     if i >= 2:
                         rows[backend].append(row)
-            for backend in backends:
+            for backend in recs:
                 med = {k: statistics.median(r[k] for r in rows[backend]) for k in rows[backend][0]}
+                med["detect_mean"] = statistics.mean(r["detect"] for r in rows[backend])
                 med["total"] = sum(med[k] for k in ("decode", "detect", "crop", "network",
-                                                    "landmarks", "track", "publish"))
+                                                    "landmarks", "presence", "track", "publish"))
                 out[key + (backend,)] = med
     finally:
         node.destroy_node()
@@ -154,8 +168,8 @@ def frame_stages(rec, image_msg, K: np.ndarray, timestamp: float, pub, tf_pub) -
         face.model_vertices()
     synthesis = (time.perf_counter() - t0) * 1e3
     return dict(decode=decode, detect=t.detect, crop=t.crop, network=t.network,
-                landmarks=t.landmarks, track=t.track, publish=publish, synthesis=synthesis,
-                faces=len(faces))
+                landmarks=t.landmarks, presence=t.presence, track=t.track, publish=publish,
+                synthesis=synthesis, faces=len(faces))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +354,68 @@ def node_runs(frames, threads: int, weights: str | None, settings: Settings,
     return results
 
 
+def open_loop_runs(frames, weights: str | None, seconds: float, log: callable,
+                   backend: str = "auto", cpus: str = "0,1") -> list[list[str]]:
+    """Part 3 of the module docstring: one table row per frame, transport and face count."""
+    from open_loop import Publisher, image_messages, moving_frames, run_open_loop
+
+    prefix, env = ["taskset", "-c", cpus], thread_env(len(cpus.split(",")))
+    rows = []
+    for transport in ("raw", "compressed"):
+        params = {"image_transport": transport}
+        nodes = {
+            "ours": NodeProcess("face_expr_ros.ros.node", f"/ol_ours_{transport}",
+                                {**params, "backend": backend,
+                                 **({"weights_path": weights} if weights else {})},
+                                prefix, env, name=f"face_expr_node[{transport}]"),
+            "mp": NodeProcess(str(MP_NODE), f"/ol_mp_{transport}", {**params, "num_faces": "3"},
+                              prefix, env, name=f"mediapipe_node[{transport}]"),
+            "floor": NodeProcess(str(FLOOR_NODE), f"/ol_floor_{transport}", params, prefix, env,
+                                 name=f"floor_node[{transport}]"),
+        }
+        clients = {}
+        try:
+            for name, node in nodes.items():
+                clients[name] = Client(f"/ol_{name}_{transport}", name=f"bench_ol_{name}")
+            pubs = {name: Publisher(c, transport == "compressed") for name, c in clients.items()}
+            end = time.monotonic() + 120.0
+            while not all(p.connected() for p in pubs.values()):
+                for node in nodes.values():
+                    if not node.running():
+                        raise DemoError(f"{node.name} exited:\n{node.log_tail()}")
+                if time.monotonic() > end:
+                    raise DemoError("open loop: nodes did not connect within 120 s")
+                for c in clients.values():
+                    c.spin(0.05)
+            for (w, h, n), rgb in frames.items():
+                if (transport, (w, h)) not in OPEN_LOOP_CONFIGS:
+                    continue
+                messages = image_messages(moving_frames(rgb), transport == "compressed")
+                res = {}
+                for name in nodes:
+                    res[name] = run_open_loop(clients[name], pubs[name], messages,
+                                              nodes[name].process.pid, seconds)
+                    r = res[name]
+                    log(f"  open loop {label((w, h, n)):18s} {transport:10s} {name:5s} faces "
+                        f"{r.faces} p50 {r.p(50):6.1f} p95 {r.p(95):6.1f} ms answered "
+                        f"{100 * r.answered:5.1f} % cores {r.cpu_cores:.2f}")
+                ours, mp, floor = res["ours"], res["mp"], res["floor"]
+                rows.append([label((w, h, n)), "JPEG" if transport == "compressed" else "raw",
+                             f"{ours.faces}/{mp.faces}",
+                             fmt(ours.p(50)), fmt(ours.p(95)), fmt(100 * ours.answered, 0),
+                             fmt(ours.cpu_cores, 2),
+                             fmt(mp.p(50)), fmt(mp.p(95)), fmt(100 * mp.answered, 0),
+                             fmt(mp.cpu_cores, 2),
+                             fmt(floor.p(50)), fmt(floor.p(95)), fmt(100 * floor.answered, 0),
+                             fmt((ours.p(50) - floor.p(50)) / (mp.p(50) - floor.p(50)), 2)])
+        finally:
+            for c in clients.values():
+                c.close()
+            for node in nodes.values():
+                node.stop()
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=["torch", "onnx"], help="network backends of the stage table")
     parser.add_argument("--node-backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="the node's backend parameter in the ROS measurements")
+    parser.add_argument("--no-open-loop", action="store_true", help="skip the 30 fps open loop")
+    parser.add_argument("--open-loop-seconds", type=float, default=10.0,
+                        help="measured seconds per node and configuration (default 10)")
     parser.add_argument("--stages-json", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -426,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             stages = stages_subprocess(t, weights, args.quick, args.backends)
             for key, s in stages.items():
                 stage_rows.append([str(t), label(key[:3]), key[3], str(int(s["faces"]))] + [
-                    fmt(s[k]) for k in ("decode", "detect", "crop", "network", "landmarks",
-                                        "track", "publish", "total", "synthesis")])
+                    fmt(s[k]) for k in ("decode", "detect", "detect_mean", "crop", "network",
+                                        "landmarks", "presence", "track", "publish", "total",
+                                        "synthesis")])
             log(f"  stages on {t} thread(s) done ({time.monotonic() - started:.0f} s)")
     node_rows = []
     if not args.no_nodes:
@@ -442,12 +522,19 @@ def main(argv: list[str] | None = None) -> int:
                     fmt(mp.p(50)), fmt(mp.p(95)), held_text(mp),
                     fmt(ours.p(50) / mp.p(50), 2), fmt(ours.p(95) / mp.p(95), 2),
                     held_ratio(ours, mp)])
+    open_rows = []
+    if not args.no_open_loop and available >= 2:
+        open_rows = open_loop_runs(frames, weights, args.open_loop_seconds, log,
+                                   args.node_backend)
     print()
     if stage_rows:
         print("Per-stage ms (median, in-process core.Reconstructor on the same frames; total = "
-              "decode..publish; synthesis = full mesh, only with publish_mesh/debug image):")
-        print(table(["cpus", "frame", "backend", "faces", "decode", "detect", "crop", "network",
-                     "landmarks", "track", "publish", "total", "synthesis"], stage_rows))
+              "decode..publish; synthesis = full mesh, only with publish_mesh/debug image; "
+              "'follow' = the tracking mode, 0.1 s between frames, a detection every 5th: "
+              "detect mean = its mean over frames; presence = the detector on followed crops):")
+        print(table(["cpus", "frame", "backend", "faces", "decode", "detect", "detect mean",
+                     "crop", "network", "landmarks", "presence", "track", "publish", "total",
+                     "synthesis"], stage_rows))
         print()
     if node_rows:
         print("Through ROS (publish -> FaceExpressionArray received, ms; held = highest input "
@@ -455,6 +542,13 @@ def main(argv: list[str] | None = None) -> int:
         print(table(["cpus", "frame", "faces ours/mp", "ours p50", "ours p95", "ours held",
                      "mp p50", "mp p95", "mp held", "ratio p50", "ratio p95", "ratio held"],
                     node_rows))
+    if open_rows:
+        print("\nOpen loop at 30 fps through ROS (publish -> answer ms of answered frames; "
+              "answered %; cores = node CPU time / wall time; above floor = (p50 - floor p50) "
+              "ours / MediaPipe's; all pinned to CPUs 0,1):")
+        print(table(["frame", "input", "faces ours/mp", "ours p50", "ours p95", "ours answered %",
+                     "ours cores", "mp p50", "mp p95", "mp answered %", "mp cores", "floor p50",
+                     "floor p95", "floor answered %", "above floor ours/mp"], open_rows))
     print(f"\n{time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.1f} "
           "(other processes share the CPUs: compare ratios from the same run)")
     return 0

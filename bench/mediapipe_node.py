@@ -1,9 +1,11 @@
 """A MediaPipe Face Landmarker node that does face_expr_node's job, for bench/latency.py.
 
     python bench/mediapipe_node.py --ros-args -r __ns:=/mp [-p num_faces:=3]
+        [-p image_transport:=compressed]
 
 Same shape as face_expr_node so that the two can be compared: subscribes to ``image``
-(sensor_msgs/Image, RELIABLE, keep last 1), keeps the newest frame in a one-frame slot that a worker
+(sensor_msgs/Image, RELIABLE, keep last 1; ``image_transport`` compressed: ``image/compressed``,
+sensor_msgs/CompressedImage, decoded in the worker as face_expr_node does), keeps the newest frame in a one-frame slot that a worker
 thread processes (frames arriving meanwhile replace it: dropped), and publishes one
 face_expr_msgs/FaceExpressionArray per processed frame on ``faces/expression`` with the image's
 header. Per face: the 52 ARKit blendshape names and scores, the 68 iBUG landmarks (from the
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     from face_expr_ros.ros import convert as ros_convert
     from face_expr_ros.core.camera import face_frame_rotation
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     node = rclpy.create_node("mediapipe_face_node")
     num_faces = int(node.declare_parameter("num_faces", 3).value)
     model_path = str(node.declare_parameter("model_path", "").value) or None
+    compressed = node.declare_parameter("image_transport", "raw").value == "compressed"
     landmarker = create_landmarker(num_faces, model_path)
     from face_expr_msgs.msg import FaceExpressionArray
 
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             cv.notify()
 
     def process(msg: Image) -> None:
-        rgb = ros_convert.image_to_rgb(msg)
+        rgb = (ros_convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage)
+               else ros_convert.image_to_rgb(msg))
         h, w = rgb.shape[:2]
         result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
         faces = []
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # a bad frame never stops the node
                 node.get_logger().warning(f"frame skipped: {type(err).__name__}: {err}")
 
-    node.create_subscription(Image, "image", on_image,
+    node.create_subscription(CompressedImage if compressed else Image,
+                             "image/compressed" if compressed else "image", on_image,
                              QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
     worker = threading.Thread(target=work, daemon=True)
     worker.start()

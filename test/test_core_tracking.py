@@ -245,3 +245,17 @@ def test_rotation_smoothing_returns_proper_rotations_and_follows():
     out = g(b, 1 / FPS)
     angle = np.degrees((Rotation.from_matrix(out) * Rotation.from_matrix(a).inv()).magnitude())
     assert angle < 2.0
+
+
+def test_known_ids_keep_their_track_whatever_the_overlap():
+    tracker = Tracker(min_hits=2)
+    for frame in range(3):
+        tracker.update(np.array([box(100, 100), box(400, 100)]), frame / FPS)
+    # face "1" jumped far (followed by its landmarks): the known id keeps it, no IoU needed;
+    # the other box is matched by IoU as before
+    assignments = tracker.update(np.array([box(405, 100), box(250, 300)]), 3 / FPS,
+                                 known_ids=[None, "1"])
+    assert ids_by_detection(assignments) == ["2", "1"]
+    assert tracker.dropped_ids() == []
+    with pytest.raises(ValueError, match="known_ids"):
+        tracker.update(np.array([box(0, 0)]), 4 / FPS, known_ids=[None, None])

@@ -7,7 +7,8 @@ Writes into DIR, named after IN (``clip.mp4`` -> ``clip.csv``, ...; docs/video.m
 - ``<name>_overlay.mp4`` with ``--overlay``: the frames with the posed mesh and landmarks.
 
 Frames go through ``core.Reconstructor`` with the node's tracker (stable ids, One-Euro smoothing of
-coefficients and pose, the node's default parameters), timestamped with the frame times. Frames
+coefficients and pose, the node's default parameters) in the node's tracking mode (faces followed by
+their landmarks; ``--detect-every-frame`` detects every frame), timestamped with the frame times. Frames
 that cannot be decoded are skipped, counted and reported. Outputs appear complete or not at all
 (offline.outputs). Heavy modules are imported inside the handler (``face_expr --help`` stays fast).
 """
@@ -61,6 +62,10 @@ def add_video_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--min-hits", type=positive_int, default=2, metavar="N",
                    help="frames a face must be seen before it is reported (the node's default 2 "
                         "ignores one-frame false detections; 1 reports a face from its first frame)")
+    p.add_argument("--detect-every-frame", action="store_true",
+                   help="run the face detector on every frame (default: the node's tracking "
+                        "mode, faces followed by their landmarks, detection every 0.5 s of "
+                        "video and when a face is lost; docs/node.md)")
     p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="process every N-th frame (default 1: all)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
@@ -131,7 +136,8 @@ def _reconstructor(args: argparse.Namespace) -> "Reconstructor":
 
     tracker = Tracker(min_hits=args.min_hits, smoothing=not args.no_smoothing)
     return Reconstructor(weights=args.weights, face_model=args.face_model, device=args.device,
-                         tracker=tracker, backend=args.backend)
+                         tracker=tracker, backend=args.backend,
+                         follow=not args.detect_every_frame)
 
 
 def _process_frames(source: "FrameSource", reconstructor: "Reconstructor",

@@ -13,7 +13,12 @@ image with ``camera.apply_affine(crop.crop_to_image, points)``.
 Resampling: bilinear (``INTER_LINEAR``), border ``BORDER_REPLICATE``: a crop that reaches past the
 image edge continues the edge pixels instead of a black band whose sharp edge (at a position that
 depends on the box) the network could learn as a face-outline cue; training and run time use the
-same rule.
+same rule. A warp that shrinks by more than :data:`PREFILTER_SHRINK` (a face much larger than the
+crop: a close face in front of a 1080p camera shrinks 10x) would alias, since bilinear sampling
+reads only 4 pixels per crop pixel: the region the crop covers is first reduced with
+``cv2.INTER_AREA`` (which ``warpAffine`` cannot do) by the integer factor
+``ceil(shrink / PREFILTER_SHRINK)``, then warped (:func:`warp_crop`), so the warp shrinks by at most
+:data:`PREFILTER_SHRINK`.
 """
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .camera import crop_affine, invert_affine
+from .camera import apply_affine, compose_affine, crop_affine, invert_affine
 
 DEFAULT_SIZE = 128
+PREFILTER_SHRINK = 2.0
+"""Warps shrinking by more than this (image pixels per crop pixel) are prefiltered (INTER_AREA);
+the training crops shrink less (helen_train's 256 px images: a 150 px face, 195 px with the margin,
+to 128 px: 1.5x)."""
 CROP_MARGIN = 0.3
 """Added to the landmark box side: 0.3 keeps the jaw line, ears' edge and lower forehead inside."""
 
@@ -46,11 +55,24 @@ class BoxRule:
         half = self.scale * side / 2
         return np.array([cx - half, cy - half, cx + half, cy + half])
 
+    def invert(self, landmark_box, width_ratio: float = 1.0) -> np.ndarray:
+        """(4,) landmark box -> (4,) the detector box it came from (:meth:`apply` inverted):
+        height ``max(w, h) / scale``, width ``width_ratio`` x the landmark box width (the rule
+        keeps only the longer side, so the detector's aspect is given)."""
+        x0, y0, x1, y1 = (float(v) for v in landmark_box)
+        side = max(x1 - x0, y1 - y0) / self.scale
+        cx, cy = (x0 + x1) / 2 - self.dx * side, (y0 + y1) / 2 - self.dy * side
+        half_w = max(width_ratio * (x1 - x0), 1e-6) / 2
+        return np.array([cx - half_w, cy - side / 2, cx + half_w, cy + side / 2])
+
 
 DETECTOR_BOX_RULE = BoxRule(scale=0.79, dx=0.0, dy=0.127)
 """libfacedetection (core.detect's default) on 435 helen_train faces: landmark side / detector side
 median 0.793 (10-90 %: 0.75-0.87), centre 0.127 side lower, 0.006 right (dropped); ytf_train gives
 0.82 and 0.13. Re-measure with ``face_expr data report`` after changing the detector."""
+DETECTOR_WIDTH_RATIO = 0.97
+"""libfacedetection box width / landmark box width, median on helen (docs/detection.md,
+"Calibration"): the detector-like box of a face followed by its landmarks (:meth:`BoxRule.invert`)."""
 
 
 @dataclass
@@ -77,9 +99,42 @@ def landmark_box(landmarks: np.ndarray) -> np.ndarray:
 
 
 def warp_crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, C) image -> (size, size, C) through the 2x3 ``image_to_crop`` (bilinear, replicate)."""
-    return cv2.warpAffine(image, np.asarray(image_to_crop, np.float64), (size, size),
+    """(H, W, C) image -> (size, size, C) through the 2x3 ``image_to_crop`` (bilinear, replicate;
+    prefiltered when it shrinks by more than :data:`PREFILTER_SHRINK`, module docstring)."""
+    affine = np.asarray(image_to_crop, np.float64)
+    shrink = 1.0 / np.sqrt(abs(np.linalg.det(affine[:, :2])))  # image pixels per crop pixel
+    if shrink > PREFILTER_SHRINK:
+        image, affine = _reduced_region(image, affine, size, int(np.ceil(shrink / PREFILTER_SHRINK)))
+    return cv2.warpAffine(image, affine, (size, size),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _reduced_region(image: np.ndarray, image_to_crop: np.ndarray, size: int,
+                    factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` the crop covers, reduced ``factor`` x with INTER_AREA (an integer
+    factor and a region a multiple of it: OpenCV's fast path, 20x faster than a fractional one),
+    and the 2x3 affine from that reduced region to the crop."""
+    height, width = image.shape[:2]
+    corners = apply_affine(invert_affine(image_to_crop),
+                           np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64))
+    x0, y0 = np.clip(np.floor(corners.min(0)) - 2, 0, (width, height)).astype(int)
+    x1, y1 = np.clip(np.ceil(corners.max(0)) + 2, 0, (width, height)).astype(int)
+    x1, y1 = _multiple_end(x0, x1, width, factor), _multiple_end(y0, y1, height, factor)
+    if x1 - x0 < factor or y1 - y0 < factor:  # the crop lies outside the image: replicate
+        return image, image_to_crop
+    reduced = cv2.resize(image[y0:y1, x0:x1], ((x1 - x0) // factor, (y1 - y0) // factor),
+                         interpolation=cv2.INTER_AREA)
+    # reduced pixel i averages region pixels [i f, (i + 1) f): its centre is at i f + (f - 1) / 2
+    offset = (factor - 1) / 2
+    reduced_to_image = np.array([[factor, 0, x0 + offset], [0, factor, y0 + offset]], np.float64)
+    return reduced, compose_affine(image_to_crop, reduced_to_image)
+
+
+def _multiple_end(start: int, end: int, limit: int, factor: int) -> int:
+    """``end`` moved so that ``end - start`` is a multiple of ``factor``: out if the image
+    (``limit``) allows, else in."""
+    longer = start + -(-(end - start) // factor) * factor
+    return longer if longer <= limit else start + (end - start) // factor * factor
 
 
 def crop_from_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int = DEFAULT_SIZE,

@@ -3,6 +3,11 @@
     detect -> crop (core.align) -> network, batched over faces -> landmarks (dynamic jaw) ->
     track + One-Euro smoothing (optional) -> template selection -> Face
 
+Tracking mode (``follow=True``, the node's and ``face_expr video``'s default; core.follow): a
+tracked face's crop comes from its previous frame's landmarks, and the detector runs only on the
+first frame, every ``detection_interval_s``, and when a followed face is lost. Still images
+(``face_expr reconstruct``, ``eval``) detect every image (``follow=False``).
+
 A :class:`Face` keeps what the network said in image terms: the scaled-orthographic pose
 ``s R V + t`` maps model centimetres to image pixels (y up, origin at the image position of the
 model origin), so it does not depend on the crop. Metric poses need the camera matrix K
@@ -14,17 +19,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
-from .align import crop_from_box
+from .align import DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks, landmark_box
 from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
                      gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
+from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
+                     PRESENCE_SIDE, REFINE_IOU, FaceFollower, inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
+from .tracking import box_iou
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
 
@@ -145,17 +154,21 @@ class Face:
 
 @dataclass
 class Timings:
-    """Milliseconds per stage of the last :meth:`Reconstructor.reconstruct` call."""
+    """Milliseconds per stage of the last :meth:`Reconstructor.reconstruct` call; ``detected``:
+    whether the detector ran in it (in tracking mode only some frames are detected)."""
 
     detect: float = 0.0
     crop: float = 0.0
     network: float = 0.0
     landmarks: float = 0.0
     track: float = 0.0
+    presence: float = 0.0
+    detected: bool = False
 
     @property
     def total(self) -> float:
-        return self.detect + self.crop + self.network + self.landmarks + self.track
+        return (self.detect + self.crop + self.network + self.landmarks + self.track
+                + self.presence)
 
 
 class Reconstructor:
@@ -175,6 +188,14 @@ class Reconstructor:
             "auto" (torch on CUDA; on CPU onnx when onnxruntime is installed: core.backend).
             The choice and its reason: ``backend``, ``backend_reason``.
         onnx_model: an exported .onnx of these weights (default: the cache, exported if needed).
+        follow: tracking mode (module docstring, core.follow); needs a ``tracker`` (a default
+            core.tracking.Tracker when None).
+        detection_interval_s, presence_threshold: the tracking mode's detection schedule
+            (core.follow.FaceFollower).
+        defer_detection: tracking mode: a frame with followed faces that needs a detection
+            returns them at once and the caller runs the detection after using them
+            (:meth:`detect_deferred`; the node does, after publishing). Frames without followed
+            faces detect at once (nothing to hold back).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
@@ -182,7 +203,10 @@ class Reconstructor:
                  min_face_px: int = 16, max_faces: int = 10,
                  selection_threshold: float = DEFAULT_THRESHOLD, top_k: int | None = DEFAULT_TOP_K,
                  tracker=None, backend: str = "auto", onnx_model=None,
-                 detector_max_side: int = 1280):
+                 detector_max_side: int = 1280, follow: bool = False,
+                 detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
+                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD,
+                 defer_detection: bool = False):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
@@ -196,15 +220,26 @@ class Reconstructor:
         self.max_faces = max_faces
         self.selection_threshold = selection_threshold
         self.top_k = top_k
+        if follow and tracker is None:
+            from .tracking import Tracker
+            tracker = Tracker()
         self.tracker = tracker
+        self.follower = FaceFollower(detection_interval_s, presence_threshold) if follow else None
+        self.defer_detection = defer_detection
+        self._deferred = None
+        self.deferred_timings = Timings()
         self.timings = Timings()
 
     def configure(self, detection_threshold: float | None = None, min_face_px: int | None = None,
                   detector_max_side: int | None = None, max_faces: int | None = None,
-                  selection_threshold: float | None = None, top_k: int | None = None) -> None:
+                  selection_threshold: float | None = None, top_k: int | None = None,
+                  detection_interval_s: float | None = None,
+                  presence_threshold: float | None = None) -> None:
         """Change run-time settings (None: unchanged; ``top_k`` 0 = no limit); the next
-        :meth:`reconstruct` uses them. Model, weights, backend and detector type need a new
-        Reconstructor."""
+        :meth:`reconstruct` uses them. Model, weights, backend, detector type and ``follow``
+        need a new Reconstructor (the tracking-mode settings are ignored without it)."""
+        if self.follower is not None:
+            self.follower.configure(detection_interval_s, presence_threshold)
         if detection_threshold is not None:
             self.detector.score_threshold = float(detection_threshold)
         if min_face_px is not None:
@@ -228,14 +263,16 @@ class Reconstructor:
         ``timestamp`` (seconds) drives the tracker's smoothing; default: the monotonic clock.
         """
         image = as_rgb_uint8(image)
+        timestamp = time.monotonic() if timestamp is None else float(timestamp)
         timings = Timings()
-        start = time.perf_counter()
-        detections = self.detect(image)
-        timings.detect = _ms_since(start)
-        faces = self.reconstruct_boxes(image, detections, timings)
+        if self.follower is not None:
+            faces, known_ids = self._follow(image, timestamp, timings)
+        else:
+            faces, known_ids = self.reconstruct_boxes(image, self._timed_detect(image, timings),
+                                                      timings), None
         start = time.perf_counter()
         if self.tracker is not None:
-            faces = self._track(faces, time.monotonic() if timestamp is None else timestamp)
+            faces = self._track(faces, timestamp, known_ids)
         for face in faces:
             face.selected = select_templates(face.coefficients, self.selection_threshold, self.top_k)
         timings.track = _ms_since(start)
@@ -247,30 +284,168 @@ class Reconstructor:
         detections = self.detector.detect(image)
         return sorted(detections, key=lambda d: -d.area)[: self.max_faces]
 
-    @torch.no_grad()
+    def _timed_detect(self, image: np.ndarray, timings: Timings) -> list[Detection]:
+        start = time.perf_counter()
+        detections = self.detect(image)
+        timings.detect += _ms_since(start)
+        timings.detected = True
+        return detections
+
     def reconstruct_boxes(self, image: np.ndarray, detections: list[Detection],
                           timings: Timings | None = None) -> list[Face]:
         """Network and landmarks for given detections (no tracking, no selection)."""
         timings = timings or Timings()
-        if not detections:
-            return []
         start = time.perf_counter()
         crops = [crop_from_box(image, d.box, self.input_size, self.net.config.crop_margin)
                  for d in detections]
+        timings.crop += _ms_since(start)
+        return self._reconstruct_crops(crops, [d.box for d in detections],
+                                       [d.score for d in detections], timings)
+
+    def reconstruct_landmarks(self, image: np.ndarray, landmarks: list[np.ndarray],
+                              scores: list[float], timings: Timings | None = None) -> list[Face]:
+        """Network and landmarks for crops framed around given (68, 2) ``landmarks`` (the training
+        framing, core.align.crop_from_landmarks); a Face's box is the detector box those
+        landmarks correspond to (core.align.BoxRule.invert)."""
+        return self._landmark_faces(image, landmarks, scores, timings or Timings())[0]
+
+    def _landmark_faces(self, image: np.ndarray, landmarks: list[np.ndarray], scores: list[float],
+                        timings: Timings) -> tuple[list[Face], list]:
+        start = time.perf_counter()
+        crops = [crop_from_landmarks(image, lm, self.input_size, self.net.config.crop_margin)
+                 for lm in landmarks]
+        timings.crop += _ms_since(start)
+        faces = self._reconstruct_crops(crops, [np.zeros(4)] * len(crops), scores, timings)
+        for face in faces:
+            face.box = detector_box(face.landmarks)
+        return faces, crops
+
+    def _presence(self, face: Face, crop, expected_landmarks: np.ndarray, timings: Timings) -> float:
+        """core.follow.presence of a followed face: the network's head, else the detector on the
+        crop (timed as ``presence``)."""
+        zoom = PRESENCE_SIDE / self.input_size
+
+        def crop_detections() -> list[Detection]:
+            start = time.perf_counter()
+            small = cv2.resize(crop.image, (PRESENCE_SIDE, PRESENCE_SIDE),
+                               interpolation=cv2.INTER_AREA)
+            found = self.detector.detect(small, min_face_px=0)  # the face's size is known
+            timings.presence += _ms_since(start)
+            return found
+
+        expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks)) * zoom
+        return presence(face.presence, crop_detections, expected)
+
+    @torch.no_grad()
+    def _reconstruct_crops(self, crops: list, boxes: list, scores: list[float],
+                           timings: Timings) -> list[Face]:
+        if not crops:
+            return []
+        start = time.perf_counter()
         batch = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device)
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        timings.crop = _ms_since(start)
+        timings.crop += _ms_since(start)
         start = time.perf_counter()
         params = self.network(batch)
-        timings.network = _ms_since(start)
+        timings.network += _ms_since(start)
         start = time.perf_counter()
         crop_landmarks = self.projector(params, self.input_size).cpu().numpy().astype(np.float64)
-        faces = [self._face(d, c, params, i, crop_landmarks[i])
-                 for i, (d, c) in enumerate(zip(detections, crops))]
-        timings.landmarks = _ms_since(start)
+        faces = [self._face(b, s, c, params, i, crop_landmarks[i])
+                 for i, (b, s, c) in enumerate(zip(boxes, scores, crops))]
+        timings.landmarks += _ms_since(start)
         return faces
 
-    def _face(self, detection: Detection, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
+    def _follow(self, image: np.ndarray, timestamp: float,
+                timings: Timings) -> tuple[list[Face], list[str | None]]:
+        """One frame of the tracking mode: the followed faces, plus new detections when the
+        schedule (core.follow.FaceFollower) asks for them (with ``defer_detection``: only noted,
+        :meth:`detect_deferred` runs them); returns the faces and their known track ids (None:
+        a new face)."""
+        faces, ids = self._followed_faces(image, timestamp, timings)
+        unfollowed = bool(set(self.tracker.track_ids) - {i for i in ids if i is not None})
+        if not self.follower.needs_detection(timestamp, unfollowed):
+            return faces, ids
+        if self.defer_detection and faces:  # without followed faces nothing would be held back
+            self._deferred = (image, timestamp, ids, [f.box for f in faces])
+            return faces, ids
+        detections = self._timed_detect(image, timings)
+        seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces], timestamp)
+        faces = [f for f, s in zip(faces, seen) if s] + self.reconstruct_boxes(image, fresh, timings)
+        return faces, [i for i, s in zip(ids, seen) if s] + [None] * len(fresh)
+
+    def detect_deferred(self) -> bool:
+        """With ``defer_detection``: run the detection the last :meth:`reconstruct` only noted
+        (after its faces were published, so detection does not hold them back). New faces are
+        followed from the next frame on, and a followed face no detection saw is dropped then.
+        Returns whether a detection ran (timed in :attr:`deferred_timings`)."""
+        if self._deferred is None:
+            return False
+        image, timestamp, ids, boxes = self._deferred
+        self._deferred = None
+        timings = Timings()
+        detections = self._timed_detect(image, timings)
+        _, fresh = self._merge_detections(detections, ids, boxes, timestamp)
+        for face in self.reconstruct_boxes(image, fresh, timings):
+            self.follower.new_faces.append((face.landmarks, face.score))
+        self.deferred_timings = timings
+        return True
+
+    def _followed_faces(self, image: np.ndarray, timestamp: float,
+                        timings: Timings) -> tuple[list[Face], list[str | None]]:
+        """The followed faces that are still present and inside the image, and their ids; new
+        faces of a deferred detection (id None) too."""
+        follower = self.follower
+        ids, predicted = follower.predictions(timestamp)
+        scores = [follower.faces[i].score for i in ids]
+        news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
+        follower.new_faces = []
+        framed = predicted + [lm for lm, _ in news]
+        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news],
+                                            timings)
+        faces, crops, framed = self._refine(image, faces, crops, framed, timings)
+        height, width = image.shape[:2]
+        lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
+                if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
+                or self._presence(face, crop, expected, timings) < follower.presence_threshold}
+        follower.drop(lost)
+        all_ids = list(ids) + [None] * len(news)
+        keep = [k for k, i in enumerate(all_ids) if i is None or i not in lost]
+        return [faces[k] for k in keep], [all_ids[k] for k in keep]
+
+    def _refine(self, image: np.ndarray, faces: list[Face], crops: list, framed: list[np.ndarray],
+                timings: Timings) -> tuple[list[Face], list, list[np.ndarray]]:
+        """Faces whose landmark box moved from the one their crop was ``framed`` around (IoU <
+        :data:`core.follow.REFINE_IOU`: fast motion, a wrong prediction) are cropped again
+        around their new landmarks and run again: a badly framed crop gives worse landmarks.
+        Returns the faces, their crops and the landmarks each crop was framed around."""
+        redo = [k for k, (face, lm) in enumerate(zip(faces, framed))
+                if box_iou(landmark_box(face.landmarks)[None], landmark_box(lm)[None])[0, 0]
+                < REFINE_IOU]
+        faces, crops, framed = list(faces), list(crops), list(framed)
+        if not redo:
+            return faces, crops, framed
+        again, again_crops = self._landmark_faces(image, [faces[k].landmarks for k in redo],
+                                                  [faces[k].score for k in redo], timings)
+        for k, face, crop in zip(redo, again, again_crops):
+            framed[k] = faces[k].landmarks
+            faces[k], crops[k] = face, crop
+        return faces, crops, framed
+
+    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
+                          timestamp: float) -> tuple[np.ndarray, list[Detection]]:
+        """(N,) which followed faces a detection saw (the others are dropped from following: they
+        left, or are being followed into the background) and the detections of new faces."""
+        self.follower.last_detection, self.follower.detect_next = timestamp, False
+        iou = self.tracker.iou_threshold
+        detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+        followed_boxes = np.array(boxes).reshape(-1, 4)
+        seen = overlapping(followed_boxes, detected_boxes, iou)
+        self.follower.drop([i for i, s in zip(ids, seen) if not s and i is not None])
+        known = overlapping(detected_boxes, followed_boxes, iou)
+        fresh = [d for d, k in zip(detections, known) if not k]
+        return seen, fresh[: max(self.max_faces - int(seen.sum()), 0)]
+
+    def _face(self, box, score: float, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
         p = params.detach()[index]
         to_image = crop.crop_to_image
         zoom = float(np.hypot(to_image[0, 0], to_image[1, 0]))  # image pixels per crop pixel
@@ -279,7 +454,7 @@ class Reconstructor:
         origin_crop = np.array([[centre + t[0], centre - t[1]]])  # the model origin, crop pixels
         coefficients = p.expression.cpu().numpy().astype(np.float64)
         emotion, presence = p.emotion, p.presence
-        return Face(id="", box=np.asarray(detection.box, np.float64), score=float(detection.score),
+        return Face(id="", box=np.asarray(box, np.float64), score=float(score),
                     names=self.model.expression_names, coefficients=coefficients,
                     selected=np.zeros(0, np.int64),
                     identity=p.identity.cpu().numpy().astype(np.float64),
@@ -290,11 +465,14 @@ class Reconstructor:
                     presence=None if presence is None else float(presence),
                     emotion=None if emotion is None else emotion.cpu().numpy().astype(np.float64))
 
-    def _track(self, faces: list[Face], timestamp: float) -> list[Face]:
+    def _track(self, faces: list[Face], timestamp: float,
+               known_ids: list[str | None] | None = None) -> list[Face]:
         boxes = np.array([f.box for f in faces]).reshape(-1, 4)
         tracked = []
-        for assignment in self.tracker.update(boxes, timestamp):
+        for assignment in self.tracker.update(boxes, timestamp, known_ids):
             face = faces[assignment.detection_index]
+            if self.follower is not None:  # raw landmarks: the next frame's crop
+                self.follower.keep(assignment.track_id, face.landmarks, timestamp, face.score)
             if not assignment.confirmed:
                 continue
             face.id = assignment.track_id
@@ -307,7 +485,15 @@ class Reconstructor:
             face.rotation, face.scale = smooth.rotation, float(smooth.scale)
             face.translation = np.asarray(smooth.translation)[:2] / CM_TO_M * face.scale
             tracked.append(face)
+        if self.follower is not None:
+            self.follower.drop(self.tracker.dropped_ids())
         return tracked
+
+
+def detector_box(landmarks: np.ndarray) -> np.ndarray:
+    """(4,) the detector-like box of (68, 2) landmarks (core.align.BoxRule.invert): the box a
+    face followed by its landmarks reports, comparable with the detector's boxes."""
+    return DETECTOR_BOX_RULE.invert(landmark_box(landmarks), DETECTOR_WIDTH_RATIO)
 
 
 def _ms_since(start: float) -> float:

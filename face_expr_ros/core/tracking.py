@@ -369,7 +369,8 @@ class Tracker:
     If the timestamp goes backwards (a bag restarted, simulated time reset) all tracks are dropped.
 
     Matching uses the last detected box of each track (no motion model): faces that move by more
-    than about half their width between processed frames get a new id.
+    than about half their width between processed frames get a new id. Boxes whose track is known
+    (``known_ids``: faces followed by their landmarks in the tracking mode, core.follow) keep it.
 
     Args:
         min_hits: frames with a detection before a face is confirmed (>= 1).
@@ -422,16 +423,23 @@ class Tracker:
         self._tracks = []
         self._last_timestamp = None
 
-    def update(self, boxes: np.ndarray, timestamp: float) -> list[TrackAssignment]:
+    def update(self, boxes: np.ndarray, timestamp: float,
+               known_ids: list[str | None] | None = None) -> list[TrackAssignment]:
         """Match this frame's detections to the tracked faces.
 
         Args:
             boxes: (N, 4) x0, y0, x1, y1 in pixels (N may be 0).
             timestamp: the image's stamp in seconds.
+            known_ids: (N,) the track id each box already belongs to (a face followed by its
+                landmarks, core.follow), or None for a box to match by IoU; ids not tracked (any
+                more) are matched by IoU too. Default: every box by IoU.
         Returns:
             One assignment per detection, in the order of ``boxes``.
         """
         boxes = _check_boxes(boxes)
+        known_ids = [None] * len(boxes) if known_ids is None else list(known_ids)
+        if len(known_ids) != len(boxes):
+            raise ValueError(f"known_ids has {len(known_ids)} entries for {len(boxes)} boxes")
         timestamp = float(timestamp)
         if self._last_timestamp is not None and timestamp < self._last_timestamp:
             self.reset()
@@ -440,8 +448,12 @@ class Tracker:
             dropped = []
         self._last_timestamp = timestamp
 
-        previous = np.array([t.box for t in self._tracks]).reshape(-1, 4)
-        matches = dict((c, r) for r, c in match_boxes(previous, boxes, self.iou_threshold))
+        matches = _known_matches(self._tracks, known_ids)
+        free_tracks = [i for i in range(len(self._tracks)) if i not in set(matches.values())]
+        free_boxes = [i for i in range(len(boxes)) if i not in matches]
+        previous = np.array([self._tracks[i].box for i in free_tracks]).reshape(-1, 4)
+        for r, c in match_boxes(previous, boxes[free_boxes].reshape(-1, 4), self.iou_threshold):
+            matches[free_boxes[c]] = free_tracks[r]
         matched_tracks = set(matches.values())
 
         kept: list[_Track] = []
@@ -500,6 +512,12 @@ class Tracker:
         if track.smoother is None:
             track.smoother = FaceSmoother(self.smoothing_parameters)
         return track.smoother(timestamp, coefficients, rotation, translation, scale)
+
+
+def _known_matches(tracks: list[_Track], known_ids: list[str | None]) -> dict[int, int]:
+    """box index -> track index for the boxes whose track id is given and still tracked."""
+    index = {t.track_id: i for i, t in enumerate(tracks)}
+    return {b: index[i] for b, i in enumerate(known_ids) if i is not None and i in index}
 
 
 def _check_boxes(boxes: np.ndarray) -> np.ndarray:

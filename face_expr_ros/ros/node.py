@@ -66,7 +66,8 @@ MESSAGES_FIX = (
     "`colcon build --base-paths src src/face_expr_ros/face_expr_msgs` then `source install/setup.bash` "
     "(tf2_msgs comes with ROS 2: apt install ros-$ROS_DISTRO-tf2-msgs)")
 RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detector_max_side",
-                                    "max_faces", "selection_threshold", "top_k"})
+                                    "max_faces", "selection_threshold", "top_k",
+                                    "detection_interval_s", "presence_threshold"})
 """Run-time parameters applied through core.reconstruct.Reconstructor.configure (same names)."""
 
 
@@ -207,7 +208,9 @@ class FaceExprNode(LifecycleNode):
             detection_threshold=s["detection_threshold"], min_face_px=s["min_face_px"],
             max_faces=s["max_faces"], selection_threshold=s["selection_threshold"],
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
-            onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"])
+            onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"],
+            follow=s["follow_landmarks"], detection_interval_s=s["detection_interval_s"],
+            presence_threshold=s["presence_threshold"], defer_detection=True)
         return reconstructor
 
     def _build_rep155(self):
@@ -438,6 +441,8 @@ class FaceExprNode(LifecycleNode):
         with self.stats.lock:
             self.stats.processed += 1
             self.stats.faces = len(faces)
+        # the tracking mode's detection, after this frame's faces are out (core.reconstruct)
+        self.reconstructor.detect_deferred()
 
     def _intrinsics(self, width: int, height: int, settings: dict[str, Any]) -> np.ndarray:
         """K of the latest CameraInfo (rescaled to this image's size), else the default K."""

@@ -1,0 +1,154 @@
+"""Tracking mode (core.follow + Reconstructor(follow=True)) with the packaged weights, on frames
+made from the bundled example image: faces followed by their landmarks, detection on a schedule."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_expr_ros.core.follow import (FaceFollower, FollowedFace, inside_fraction,
+                                       predict_landmarks, presence)
+from face_expr_ros.core.reconstruct import Reconstructor
+from face_expr_ros.offline.examples import ASTRONAUT_FACE, astronaut
+
+FPS = 30.0
+SIZE = (480, 640)
+
+
+@pytest.fixture(scope="module")
+def head() -> np.ndarray:
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    return np.ascontiguousarray(astronaut()[y0 - 20:y1 + 20, x0 - 20:x1 + 20])  # 210 px
+
+
+def frame(head: np.ndarray, xs: list[int], y: int = 100) -> np.ndarray:
+    """A grey frame with the head's left edge at each x of ``xs`` (cut at the frame's edges)."""
+    out = np.full(SIZE + (3,), 90, np.uint8)
+    h, w = head.shape[:2]
+    for x in xs:
+        a, b = max(x, 0), min(x + w, SIZE[1])
+        if b > a:
+            out[y:y + h, a:b] = head[:, a - x:b - x]
+    return out
+
+
+@pytest.fixture()
+def follower_rec(face_model):
+    return Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
+                         detection_interval_s=0.5)
+
+
+def run(rec: Reconstructor, frames, start: int = 0) -> list[tuple[list, bool]]:
+    """(faces, detector ran) per frame, frame k at k / FPS."""
+    out = []
+    for k, image in enumerate(frames, start):
+        faces = rec.reconstruct(image, k / FPS)
+        out.append((faces, rec.timings.detected))
+    return out
+
+
+def test_detects_first_then_follows_and_redetects_on_schedule_keeping_the_id(follower_rec, head):
+    frames = [frame(head, [60 + 6 * k]) for k in range(40)]  # 180 px/s to the right
+    results = run(follower_rec, frames)
+    detected = [k for k, (_, d) in enumerate(results) if d]
+    assert detected[0] == 0
+    assert detected == [0, 15, 30], "the first frame, then every 0.5 s (15 frames)"
+    ids = {f.id for faces, _ in results[1:] for f in faces}
+    assert ids == {"1"}, "one id through the re-detections"
+    for k, (faces, _) in enumerate(results[1:], 1):
+        assert len(faces) == 1
+        centre = faces[0].landmarks.mean(axis=0)
+        assert abs(centre[0] - (60 + 6 * k + 105)) < 25, f"frame {k}: landmarks do not follow"
+
+
+def test_a_new_face_is_found_at_the_next_detection(follower_rec, head):
+    first = run(follower_rec, [frame(head, [20])] * 10)
+    assert [f.id for f in first[-1][0]] == ["1"]
+    both = run(follower_rec, [frame(head, [20, 380])] * 12, start=10)
+    waited = next(k for k, (faces, _) in enumerate(both) if len(faces) == 2)
+    # found at the detection of frame 15 (5 frames on), confirmed on the next one (min_hits 2)
+    assert waited == 6
+    assert sorted(f.id for f in both[-1][0]) == ["1", "2"]
+    assert not any(d for _, d in both[waited + 1:]), "no detection until the next scheduled one"
+
+
+def test_a_face_replaced_by_background_is_lost_at_once(follower_rec, head):
+    run(follower_rec, [frame(head, [200])] * 5)
+    gone = run(follower_rec, [frame(head, [])] * 4, start=5)
+    assert gone[0][0] == [], "presence (detector on the crop) falls: not followed into the wall"
+    assert gone[1][1], "the frame after the loss is detected"
+    back = run(follower_rec, [frame(head, [200])] * 3, start=9)
+    assert [f.id for f in back[-1][0]] == ["1"], "found again within max_missed: same id"
+
+
+def test_a_face_leaving_the_frame_is_dropped(follower_rec, head):
+    xs = [300 + 15 * k for k in range(30)]  # leaves on the right at 450 px/s
+    results = run(follower_rec, [frame(head, [x]) for x in xs])
+    last_seen = max(k for k, (faces, _) in enumerate(results) if faces)
+    assert xs[last_seen] + 210 * (1 - 0.6) < 640 + 30, "dropped once less than 60 % is inside"
+    assert all(not faces for faces, _ in results[last_seen + 1:])
+    dropped_by = last_seen + 1 + 5 + 1  # max_missed frames later the tracker forgets the id
+    assert not any(d for _, d in results[dropped_by + 1:]), "then only the schedule detects"
+
+
+def test_still_image_mode_detects_every_image(face_model, head):
+    rec = Reconstructor(face_model=face_model, device="cpu", backend="torch")
+    for k in range(3):
+        rec.reconstruct(frame(head, [100]), k / FPS)
+        assert rec.timings.detected
+
+
+def test_interval_zero_detects_every_frame(follower_rec, head):
+    follower_rec.configure(detection_interval_s=0.0)
+    results = run(follower_rec, [frame(head, [100 + 3 * k]) for k in range(5)])
+    assert all(d for _, d in results)
+    assert {f.id for faces, _ in results[1:] for f in faces} == {"1"}
+
+
+def test_prediction_moves_by_the_measured_velocity():
+    landmarks = np.random.default_rng(0).uniform(100, 200, (68, 2))
+    face = FollowedFace(landmarks, 1.0, np.array([30.0, -60.0]), 0.0, 0.9)
+    np.testing.assert_allclose(predict_landmarks(face, 1.1), landmarks + [3.0, -6.0])
+    follower = FaceFollower()
+    follower.keep("1", landmarks, 0.0, 0.9)
+    follower.keep("1", landmarks * 1.1 + 5, 0.1, 0.9)
+    assert follower.faces["1"].growth == pytest.approx(np.log(1.1) / 0.1)
+
+
+def test_presence_prefers_the_network_head_and_checks_the_detection_place():
+    class Det:
+        def __init__(self, box, score):
+            self.box, self.score = np.array(box, float), score
+
+    def never():
+        raise AssertionError("the detector must not run when the network has a presence head")
+
+    assert presence(0.2, never, np.array([0, 0, 10, 10])) == 0.2
+    expected = np.array([10, 10, 100, 100])
+    assert presence(None, lambda: [Det([12, 8, 98, 102], 0.9)], expected) == 0.9
+    assert presence(None, lambda: [Det([200, 200, 300, 300], 0.9)], expected) == 0.0
+    assert presence(None, lambda: [], expected) == 0.0
+
+
+def test_inside_fraction_and_settings_errors():
+    assert inside_fraction(np.array([-50, 0, 50, 100]), 640, 480) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="detection_interval_s"):
+        FaceFollower(detection_interval_s=-1)
+    with pytest.raises(ValueError, match="presence_threshold"):
+        FaceFollower(presence_threshold=1.5)
+
+
+def test_deferred_detection_runs_after_the_frame_and_keeps_ids(face_model, head):
+    rec = Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
+                        detection_interval_s=0.5, defer_detection=True)
+    seen, ran, detected = [], [], []
+    for k in range(24):
+        xs = [20] if k < 10 else [20, 380]  # a second face from frame 10
+        faces = rec.reconstruct(frame(head, xs), k / FPS)
+        detected.append(rec.timings.detected)
+        seen.append(sorted(f.id for f in faces))
+        ran.append(rec.detect_deferred())
+    assert [k for k, d in enumerate(detected) if d] == [0], "no followed face yet: at once"
+    assert [k for k, r in enumerate(ran) if r] == [15], "then deferred, every 0.5 s"
+    assert seen[0] == [] and seen[1] == ["1"], "confirmed on the 2nd frame (min_hits 2)"
+    # the second face: detected after frame 15, followed from 16, confirmed at 17
+    assert seen[16] == ["1"] and seen[17] == ["1", "2"] and seen[-1] == ["1", "2"]

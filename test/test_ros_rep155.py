@@ -130,7 +130,14 @@ def test_expression_only_with_an_emotion_head(rep155, header):
     p = np.array([0.05, 0.1, 0.05, 0.6, 0.1, 0.05, 0.05])
     msg = rep155.expression(header, p)
     assert msg.expression == EMOTIONS[3] == "angry" and msg.confidence == pytest.approx(0.6)
-    assert (msg.valence, msg.arousal) == (0.0, 0.0) and msg.header == header
+    # valence/arousal: the circumplex positions weighted by the probabilities (anger: -, +)
+    from face_expr_ros.core.emotions import CIRCUMPLEX
+
+    expected = sum(pi * np.array(CIRCUMPLEX[e]) for pi, e in zip(p, EMOTIONS))
+    assert (msg.valence, msg.arousal) == pytest.approx(tuple(expected), abs=1e-6)
+    assert msg.valence < 0 < msg.arousal and msg.header == header
+    happy = rep155.expression(header, np.eye(7)[EMOTIONS.index("happy")])
+    assert happy.valence > 0 and happy.arousal > 0 and happy.confidence == pytest.approx(1.0)
     from hri_msgs.msg import Expression
 
     words = {v for k, v in vars(Expression).items() if k.isupper() and isinstance(v, str)}

@@ -20,3 +20,26 @@ def emotion_index(label: str | None) -> int:
     if label is None or label not in LABEL_TO_EMOTION:
         return -1
     return EMOTIONS.index(LABEL_TO_EMOTION[label])
+
+
+# Valence and arousal of each category: approximate positions on Russell's circumplex of affect
+# (J. A. Russell, "A circumplex model of affect", 1980), a convention, not a measurement of this
+# network. hri_msgs/Expression carries both in [-1, 1]; :func:`valence_arousal` takes their
+# probability-weighted mean.
+CIRCUMPLEX: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0), "happy": (0.8, 0.5), "sad": (-0.7, -0.4), "angry": (-0.6, 0.7),
+    "surprised": (0.2, 0.8), "disgusted": (-0.7, 0.3), "scared": (-0.6, 0.8),
+}
+
+
+def valence_arousal(probabilities) -> tuple[float, float]:
+    """(valence, arousal) in [-1, 1]: the :data:`CIRCUMPLEX` positions weighted by ``probabilities``
+    ((7,) over :data:`EMOTIONS`, normalised here)."""
+    import numpy as np
+
+    p = np.clip(np.asarray(probabilities, np.float64).reshape(len(EMOTIONS)), 0.0, None)
+    total = p.sum()
+    if not total > 0:
+        return 0.0, 0.0
+    va = (p / total) @ np.array([CIRCUMPLEX[e] for e in EMOTIONS])
+    return float(va[0]), float(va[1])

@@ -24,7 +24,7 @@ from hri_msgs.msg import (Expression, FacialActionUnits, FacialLandmarks, IdsLis
                           NormalizedPointOfInterest2D, NormalizedRegionOfInterest2D)
 from sensor_msgs.msg import Image
 
-from ..core.emotions import EMOTIONS
+from ..core.emotions import EMOTIONS, valence_arousal
 from ..core.face_crops import aligned_crop, eye_centres, padded_crop
 from ..core.facs import action_units
 from .convert import box_to_roi, hri_face_id, rgb_to_image
@@ -87,14 +87,16 @@ def facial_action_units(header: Any, names: Sequence[str], coefficients: np.ndar
 
 def expression(header: Any, emotion: np.ndarray | None) -> Expression | None:
     """The most probable of :data:`core.emotions.EMOTIONS` (hri_msgs/Expression's words) with its
-    probability as confidence; valence and arousal 0 (not estimated). None without an emotion."""
+    probability as confidence; valence and arousal from :func:`core.emotions.valence_arousal` (the
+    categories' circumplex positions weighted by their probabilities). None without an emotion."""
     if emotion is None:
         return None
     p = np.asarray(emotion, np.float64).reshape(-1)
     if p.shape != (len(EMOTIONS),) or not np.all(np.isfinite(p)):
         raise ValueError(f"emotion must be {len(EMOTIONS)} finite probabilities, got {p}")
     best = int(np.argmax(p))
-    return Expression(header=header, expression=EMOTIONS[best], valence=0.0, arousal=0.0,
+    valence, arousal = valence_arousal(p)
+    return Expression(header=header, expression=EMOTIONS[best], valence=valence, arousal=arousal,
                       confidence=float(np.clip(p[best], 0.0, 1.0)))
 
 

@@ -122,11 +122,11 @@ def test_presence_prefers_the_network_head_and_checks_the_detection_place():
     def never():
         raise AssertionError("the detector must not run when the network has a presence head")
 
-    assert presence(0.2, never, np.array([0, 0, 10, 10])) == 0.2
+    assert presence(0.2, never) == 0.2
     expected = np.array([10, 10, 100, 100])
-    assert presence(None, lambda: [Det([12, 8, 98, 102], 0.9)], expected) == 0.9
-    assert presence(None, lambda: [Det([200, 200, 300, 300], 0.9)], expected) == 0.0
-    assert presence(None, lambda: [], expected) == 0.0
+    assert presence(None, lambda: ([Det([12, 8, 98, 102], 0.9)], expected)) == 0.9
+    assert presence(None, lambda: ([Det([200, 200, 300, 300], 0.9)], expected)) == 0.0
+    assert presence(None, lambda: ([], expected)) == 0.0
 
 
 def test_inside_fraction_and_settings_errors():

@@ -4,7 +4,7 @@ The "follow" stage of the video data flow (DESIGN.md), after MediaPipe's video m
 video demo: the detector runs on the first frame, then a face's next crop comes from its previous
 frame's 68 landmarks (moved by the motion a constant-velocity model predicts), which is exactly how
 training crops are framed (core.align.crop_from_landmarks); the crop is then framed once more around
-the landmarks it gave and run again (:data:`REFINE_IOU`: without that second pass the tracking
+the landmarks it gave and run again (the refine pass, measured below: without it the tracking
 mode cost accuracy). The detector runs again
 
 - on a schedule (every ``detection_interval_s``) to find new faces; a followed face that no
@@ -73,33 +73,32 @@ def predict_landmarks(face: FollowedFace, timestamp: float) -> np.ndarray:
     return (face.landmarks - centre) * zoom + centre + face.velocity * dt
 
 
-REFINE_IOU = 1.0
-"""A followed face whose new landmark box has IoU below this with the box its crop was framed
-around is cropped again around its new landmarks and run again (core.reconstruct); 1.0: always.
-Measured (bench/tracking_nme.py, 12 helen faces x 60 moving frames, NME68 mean): 6.85 % without,
-6.78 % at 0.85, 6.68 % at 0.92, 6.59 % always, against 6.66 % detecting every frame; without the
-motion prediction 7.13 %. A second pass costs about 4 ms per face on 2 CPUs."""
+# The refine pass: every followed face is cropped again around the landmarks its first crop gave
+# and run again (core.reconstruct). Measured (bench/tracking_nme.py, 12 helen faces x 60 moving
+# frames, NME68 mean): 6.85 % without it, 6.78 % when refining only faces whose landmark box moved
+# (IoU < 0.85 with the framing box), 6.68 % at IoU < 0.92, 6.59 % always, against 6.66 % detecting
+# every frame; without the motion prediction 7.13 %. It costs about 4 ms per face on 2 CPUs.
 PRESENCE_SIDE = 64
 """Side (px) of the crop the detector sees for the presence proxy."""
 PRESENCE_IOU = 0.3
 """Least IoU of a detection in the crop with the expected detector box to count as the face."""
 
 
-def presence(network_presence: float | None, crop_detections: Callable[[], list[Detection]],
-             expected_box: np.ndarray) -> float:
+def presence(network_presence: float | None,
+             crop_detections: Callable[[], tuple[list[Detection], np.ndarray]]) -> float:
     """Score in [0, 1] that a followed crop still holds the face.
 
     Args:
         network_presence: the network's presence head (``Face.presence``) when the weights have
             it: then it is the answer.
-        crop_detections: else the proxy: called to get the detector's detections on the crop
-            (so the detector runs only when needed); the best score of those whose box has IoU >=
-            :data:`PRESENCE_IOU` with ``expected_box`` (4,), the detector box the crop was framed
-            for, in crop pixels; 0 when none.
+        crop_detections: else the proxy: called (so the detector runs only when needed) for the
+            detector's detections on the crop and (4,) the detector box the crop was framed for,
+            in the same pixels; the best score of the detections whose box has IoU >=
+            :data:`PRESENCE_IOU` with it; 0 when none.
     """
     if network_presence is not None:
         return float(network_presence)
-    detections = crop_detections()
+    detections, expected_box = crop_detections()
     if not detections:
         return 0.0
     boxes = np.array([d.box for d in detections], np.float64)

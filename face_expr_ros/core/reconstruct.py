@@ -30,10 +30,9 @@ from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame
 from .detect import Detection, as_rgb_uint8, create_detector
 from .facemodel import FaceModel, load_face_model
 from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
-                     PRESENCE_SIDE, REFINE_IOU, FaceFollower, inside_fraction, overlapping, presence)
+                     PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
-from .tracking import box_iou
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
 
@@ -323,18 +322,16 @@ class Reconstructor:
     def _presence(self, face: Face, crop, expected_landmarks: np.ndarray, timings: Timings) -> float:
         """core.follow.presence of a followed face: the network's head, else the detector on the
         crop (timed as ``presence``)."""
-        zoom = PRESENCE_SIDE / self.input_size
-
-        def crop_detections() -> list[Detection]:
+        def crop_detections() -> tuple[list[Detection], np.ndarray]:
             start = time.perf_counter()
             small = cv2.resize(crop.image, (PRESENCE_SIDE, PRESENCE_SIDE),
                                interpolation=cv2.INTER_AREA)
             found = self.detector.detect(small, min_face_px=0)  # the face's size is known
+            expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks))
             timings.presence += _ms_since(start)
-            return found
+            return found, expected * (PRESENCE_SIDE / self.input_size)
 
-        expected = detector_box(apply_affine(crop.image_to_crop, expected_landmarks)) * zoom
-        return presence(face.presence, crop_detections, expected)
+        return presence(face.presence, crop_detections)
 
     @torch.no_grad()
     def _reconstruct_crops(self, crops: list, boxes: list, scores: list[float],
@@ -400,9 +397,8 @@ class Reconstructor:
         news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
         follower.new_faces = []
         framed = predicted + [lm for lm, _ in news]
-        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news],
-                                            timings)
-        faces, crops, framed = self._refine(image, faces, crops, framed, timings)
+        faces, _ = self._landmark_faces(image, framed, scores + [sc for _, sc in news], timings)
+        faces, crops, framed = self._refine(image, faces, timings)
         height, width = image.shape[:2]
         lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
@@ -412,24 +408,14 @@ class Reconstructor:
         keep = [k for k, i in enumerate(all_ids) if i is None or i not in lost]
         return [faces[k] for k in keep], [all_ids[k] for k in keep]
 
-    def _refine(self, image: np.ndarray, faces: list[Face], crops: list, framed: list[np.ndarray],
-                timings: Timings) -> tuple[list[Face], list, list[np.ndarray]]:
-        """Faces whose landmark box moved from the one their crop was ``framed`` around (IoU <
-        :data:`core.follow.REFINE_IOU`: fast motion, a wrong prediction) are cropped again
-        around their new landmarks and run again: a badly framed crop gives worse landmarks.
-        Returns the faces, their crops and the landmarks each crop was framed around."""
-        redo = [k for k, (face, lm) in enumerate(zip(faces, framed))
-                if box_iou(landmark_box(face.landmarks)[None], landmark_box(lm)[None])[0, 0]
-                < REFINE_IOU]
-        faces, crops, framed = list(faces), list(crops), list(framed)
-        if not redo:
-            return faces, crops, framed
-        again, again_crops = self._landmark_faces(image, [faces[k].landmarks for k in redo],
-                                                  [faces[k].score for k in redo], timings)
-        for k, face, crop in zip(redo, again, again_crops):
-            framed[k] = faces[k].landmarks
-            faces[k], crops[k] = face, crop
-        return faces, crops, framed
+    def _refine(self, image: np.ndarray, faces: list[Face], timings: Timings
+                ) -> tuple[list[Face], list, list[np.ndarray]]:
+        """Every face cropped again around the landmarks its first crop gave and run again (a
+        crop framed on a prediction gives worse landmarks: core.follow, "refine pass"). Returns
+        the faces, their crops and the landmarks each crop was framed around."""
+        framed = [face.landmarks for face in faces]
+        again, crops = self._landmark_faces(image, framed, [face.score for face in faces], timings)
+        return again, crops, framed
 
     def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
                           timestamp: float) -> tuple[np.ndarray, list[Detection]]:

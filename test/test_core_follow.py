@@ -53,7 +53,7 @@ def test_detects_first_then_follows_and_redetects_on_schedule_keeping_the_id(fol
     assert detected[0] == 0
     assert detected == [0, 15, 30], "the first frame, then every 0.5 s (15 frames)"
     ids = {f.id for faces, _ in results[1:] for f in faces}
-    assert ids == {"1"}, "one id through the re-detections"
+    assert ids == {"f1"}, "one id through the re-detections"
     for k, (faces, _) in enumerate(results[1:], 1):
         assert len(faces) == 1
         centre = faces[0].landmarks.mean(axis=0)
@@ -62,12 +62,12 @@ def test_detects_first_then_follows_and_redetects_on_schedule_keeping_the_id(fol
 
 def test_a_new_face_is_found_at_the_next_detection(follower_rec, head):
     first = run(follower_rec, [frame(head, [20])] * 10)
-    assert [f.id for f in first[-1][0]] == ["1"]
+    assert [f.id for f in first[-1][0]] == ["f1"]
     both = run(follower_rec, [frame(head, [20, 380])] * 12, start=10)
     waited = next(k for k, (faces, _) in enumerate(both) if len(faces) == 2)
     # found at the detection of frame 15 (5 frames on), confirmed on the next one (min_hits 2)
     assert waited == 6
-    assert sorted(f.id for f in both[-1][0]) == ["1", "2"]
+    assert sorted(f.id for f in both[-1][0]) == ["f1", "f2"]
     assert not any(d for _, d in both[waited + 1:]), "no detection until the next scheduled one"
 
 
@@ -77,7 +77,7 @@ def test_a_face_replaced_by_background_is_lost_at_once(follower_rec, head):
     assert gone[0][0] == [], "presence (detector on the crop) falls: not followed into the wall"
     assert gone[1][1], "the frame after the loss is detected"
     back = run(follower_rec, [frame(head, [200])] * 3, start=9)
-    assert [f.id for f in back[-1][0]] == ["1"], "found again within max_missed: same id"
+    assert [f.id for f in back[-1][0]] == ["f1"], "found again within max_missed: same id"
 
 
 def test_a_face_leaving_the_frame_is_dropped(follower_rec, head):
@@ -101,7 +101,7 @@ def test_interval_zero_detects_every_frame(follower_rec, head):
     follower_rec.configure(detection_interval_s=0.0)
     results = run(follower_rec, [frame(head, [100 + 3 * k]) for k in range(5)])
     assert all(d for _, d in results)
-    assert {f.id for faces, _ in results[1:] for f in faces} == {"1"}
+    assert {f.id for faces, _ in results[1:] for f in faces} == {"f1"}
 
 
 def test_prediction_moves_by_the_measured_velocity():
@@ -109,9 +109,9 @@ def test_prediction_moves_by_the_measured_velocity():
     face = FollowedFace(landmarks, 1.0, np.array([30.0, -60.0]), 0.0, 0.9)
     np.testing.assert_allclose(predict_landmarks(face, 1.1), landmarks + [3.0, -6.0])
     follower = FaceFollower()
-    follower.keep("1", landmarks, 0.0, 0.9)
-    follower.keep("1", landmarks * 1.1 + 5, 0.1, 0.9)
-    assert follower.faces["1"].growth == pytest.approx(np.log(1.1) / 0.1)
+    follower.keep("f1", landmarks, 0.0, 0.9)
+    follower.keep("f1", landmarks * 1.1 + 5, 0.1, 0.9)
+    assert follower.faces["f1"].growth == pytest.approx(np.log(1.1) / 0.1)
 
 
 def test_presence_prefers_the_network_head_and_checks_the_detection_place():
@@ -149,6 +149,6 @@ def test_deferred_detection_runs_after_the_frame_and_keeps_ids(face_model, head)
         ran.append(rec.detect_deferred())
     assert [k for k, d in enumerate(detected) if d] == [0], "no followed face yet: at once"
     assert [k for k, r in enumerate(ran) if r] == [15], "then deferred, every 0.5 s"
-    assert seen[0] == [] and seen[1] == ["1"], "confirmed on the 2nd frame (min_hits 2)"
+    assert seen[0] == [] and seen[1] == ["f1"], "confirmed on the 2nd frame (min_hits 2)"
     # the second face: detected after frame 15, followed from 16, confirmed at 17
-    assert seen[16] == ["1"] and seen[17] == ["1", "2"] and seen[-1] == ["1", "2"]
+    assert seen[16] == ["f1"] and seen[17] == ["f1", "f2"] and seen[-1] == ["f1", "f2"]

@@ -107,7 +107,7 @@ def test_tracker_gives_stable_ids(face_model, reconstructor, helen):
             frame = np.roll(frame_with([helen[0][0]]), 2 * shift, axis=1)
             faces = reconstructor.reconstruct(frame, timestamp=shift / 10)
             ids.append([f.id for f in faces])
-        assert ids == [["1"]] * 4
+        assert ids == [["f1"]] * 4
     finally:
         reconstructor.tracker = None
 

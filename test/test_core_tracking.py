@@ -36,7 +36,7 @@ def test_ids_stable_for_a_slowly_moving_box():
         seen.add(a.track_id)
         assert a.detection_index == 0
         assert tracker.dropped_ids() == []
-    assert seen == {"1"}
+    assert seen == {"f1"}
 
 
 def test_min_hits_confirms_after_n_frames():
@@ -52,11 +52,11 @@ def test_a_new_face_gets_a_new_id():
     for frame in range(5):
         tracker.update(np.array([box(100, 100)]), frame / FPS)
     assignments = tracker.update(np.array([box(100, 100), box(400, 100)]), 5 / FPS)
-    assert ids_by_detection(assignments) == ["1", "2"]
+    assert ids_by_detection(assignments) == ["f1", "f2"]
     assert [a.confirmed for a in assignments] == [True, False]
     # order of detections does not matter
     assignments = tracker.update(np.array([box(400, 100), box(100, 100)]), 6 / FPS)
-    assert ids_by_detection(assignments) == ["2", "1"]
+    assert ids_by_detection(assignments) == ["f2", "f1"]
     assert all(a.confirmed for a in assignments)
 
 
@@ -69,27 +69,27 @@ def test_face_survives_max_missed_frames_then_is_dropped_and_returns_with_a_new_
     for _ in range(3):  # missed 3 frames: still tracked
         assert tracker.update(np.zeros((0, 4)), t / FPS) == []
         t += 1
-        assert tracker.track_ids == ["1"] and tracker.dropped_ids() == []
+        assert tracker.track_ids == ["f1"] and tracker.dropped_ids() == []
     (a,) = tracker.update(np.array([box(100, 100)]), t / FPS)  # back within max_missed
-    assert a.track_id == "1" and a.confirmed
+    assert a.track_id == "f1" and a.confirmed
     t += 1
     for missed in range(4):  # the 4th miss (> max_missed) drops it
         tracker.update(np.zeros((0, 4)), t / FPS)
         t += 1
-    assert tracker.dropped_ids() == ["1"] and tracker.track_ids == []
+    assert tracker.dropped_ids() == ["f1"] and tracker.track_ids == []
     tracker.update(np.zeros((0, 4)), t / FPS)
     assert tracker.dropped_ids() == []  # reported once
     (a,) = tracker.update(np.array([box(100, 100)]), (t + 1) / FPS)
-    assert a.track_id == "2" and not a.confirmed
+    assert a.track_id == "f2" and not a.confirmed
 
 
 def test_tentative_track_missing_a_frame_is_removed():
     tracker = Tracker(min_hits=3)
     tracker.update(np.array([box(100, 100)]), 0.0)
     tracker.update(np.zeros((0, 4)), 1 / FPS)
-    assert tracker.dropped_ids() == ["1"]
+    assert tracker.dropped_ids() == ["f1"]
     (a,) = tracker.update(np.array([box(100, 100)]), 2 / FPS)
-    assert a.track_id == "2" and a.hits == 1
+    assert a.track_id == "f2" and a.hits == 1
 
 
 def test_crossing_faces_keep_their_ids():
@@ -101,7 +101,7 @@ def test_crossing_faces_keep_their_ids():
         boxes = np.array([right_to_left, left_to_right] if frame % 2 else [left_to_right,
                                                                            right_to_left])
         ids = ids_by_detection(tracker.update(boxes, frame / FPS))
-        expected = ["2", "1"] if frame % 2 else ["1", "2"]
+        expected = ["f2", "f1"] if frame % 2 else ["f1", "f2"]
         assert ids == expected, f"frame {frame}: {ids}"
     assert tracker.dropped_ids() == []
 
@@ -110,7 +110,7 @@ def test_time_going_backwards_drops_all_tracks():
     tracker = Tracker(min_hits=1)
     tracker.update(np.array([box(100, 100)]), 10.0)
     (a,) = tracker.update(np.array([box(100, 100)]), 2.0)
-    assert tracker.dropped_ids() == ["1"] and a.track_id == "2"
+    assert tracker.dropped_ids() == ["f1"] and a.track_id == "f2"
 
 
 def test_configure_validates_and_applies():
@@ -251,11 +251,11 @@ def test_known_ids_keep_their_track_whatever_the_overlap():
     tracker = Tracker(min_hits=2)
     for frame in range(3):
         tracker.update(np.array([box(100, 100), box(400, 100)]), frame / FPS)
-    # face "1" jumped far (followed by its landmarks): the known id keeps it, no IoU needed;
+    # face "f1" jumped far (followed by its landmarks): the known id keeps it, no IoU needed;
     # the other box is matched by IoU as before
     assignments = tracker.update(np.array([box(405, 100), box(250, 300)]), 3 / FPS,
-                                 known_ids=[None, "1"])
-    assert ids_by_detection(assignments) == ["2", "1"]
+                                 known_ids=[None, "f1"])
+    assert ids_by_detection(assignments) == ["f2", "f1"]
     assert tracker.dropped_ids() == []
     with pytest.raises(ValueError, match="known_ids"):
         tracker.update(np.array([box(0, 0)]), 4 / FPS, known_ids=[None, None])

@@ -372,14 +372,14 @@ def test_faces_to_messages_matches_the_single_conversions(rc, header, face_model
                     landmarks=np.tile([[u, 150.0]], (68, 1)), model=face_model)
 
     K = camera_matrix(640, 480)
-    faces = [face("1", 10.0, 200.0), face("2", -20.0, 450.0)]
+    faces = [face("f1", 10.0, 200.0), face("f2", -20.0, 450.0)]
     messages, transforms, poses = rc.faces_to_messages(header, faces, K, (640, 480))
-    # the published ids are REP-155 ids (a letter first), the same in messages and frames
+    # the tracker's ids, the same in messages and frames
     assert [m.id for m in messages] == ["f1", "f2"] and len(transforms) == 4 and len(poses) == 2
     for f, m, pose in zip(faces, messages, poses):
         expected = f.optical_pose(K)
         np.testing.assert_allclose(pose.position, expected.position)
-        single = rc.face_to_msg(header, rc.hri_face_id(f.id), f.score, f.box, (640, 480), f.names, f.coefficients,
+        single = rc.face_to_msg(header, f.id, f.score, f.box, (640, 480), f.names, f.coefficients,
                                 f.selected, f.identity, expected.position, expected.face_rotation,
                                 f.landmarks)
         assert m == single

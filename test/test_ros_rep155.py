@@ -48,17 +48,16 @@ def make_face(face_id: str, box, names, emotion=None, coefficients=None):
 
 # ---- ids ------------------------------------------------------------------------------------------
 
-def test_published_ids_are_identifiers_starting_with_a_letter(rep155):
-    from face_expr_ros.ros.convert import hri_face_id
+def test_published_ids_are_identifiers_starting_with_a_letter():
+    """The tracker's ids are what every output publishes: REP-155 ids (a letter first)."""
+    from face_expr_ros.core.tracking import Tracker
 
-    assert hri_face_id("1") == "f1" and hri_face_id("123") == "f123"
-    assert hri_face_id("abc") == "abc" and hri_face_id("") == ""
-    assert hri_face_id("7-a b") == "f7_a_b"
-    for track_id in ("1", "99999", "x", "3.5"):
-        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", hri_face_id(track_id))
-
-
-# ---- one face's messages ----------------------------------------------------------------------------
+    tracker = Tracker(min_hits=1)
+    boxes = np.array([[20.0 * i, 0.0, 20.0 * i + 10, 10.0] for i in range(150)])
+    ids = [a.track_id for a in tracker.update(boxes, 0.0)]
+    assert len(set(ids)) == len(ids) == 150
+    for track_id in ids:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", track_id), track_id
 
 def test_roi_is_the_face_expression_roi_normalised(rep155, header):
     from face_expr_ros.ros.convert import box_to_roi
@@ -187,14 +186,14 @@ def test_per_face_publishers_follow_the_tracker_and_do_not_grow(rep155, header, 
         out = rep155.Rep155Output(node)
         counts = []
         for i in range(1, 2001):  # one face at a time, each frame a new id, the previous dropped
-            face = make_face(str(i), (40, 30, 100, 90), names)
-            out.publish(header, rgb, [face], [str(i - 1)] if i > 1 else [])
+            face = make_face(f"f{i}", (40, 30, 100, 90), names)
+            out.publish(header, rgb, [face], [f"f{i - 1}"] if i > 1 else [])
             counts.append(len(list(node.publishers)) - baseline)
             assert out.face_ids == [f"f{i}"]
         # the tracked list's publisher + the six of the one live face, at every frame
         assert set(counts) == {7}
         unconfirmed = make_face("", (40, 30, 100, 90), names)
-        out.publish(header, rgb, [unconfirmed], ["2000"])
+        out.publish(header, rgb, [unconfirmed], ["f2000"])
         assert out.face_ids == [] and len(list(node.publishers)) - baseline == 1
         out.close()
         assert len(list(node.publishers)) == baseline
@@ -218,8 +217,8 @@ def test_a_face_with_an_emotion_gets_an_expression_and_one_without_none(rep155, 
             node.create_subscription(Expression, f"/humans/faces/{face_id}/expression",
                                      got[face_id].append, 5)
         node.create_subscription(IdsList, "/humans/faces/tracked", tracked.append, 5)
-        faces = [make_face("1", (10, 10, 60, 60), names, emotion=emotion),
-                 make_face("2", (80, 10, 130, 60), names)]
+        faces = [make_face("f1", (10, 10, 60, 60), names, emotion=emotion),
+                 make_face("f2", (80, 10, 130, 60), names)]
         end = time.monotonic() + 20
         while not (got["f1"] and tracked) and time.monotonic() < end:
             out.publish(header, rgb, faces, [])  # publishers are created at the first frame

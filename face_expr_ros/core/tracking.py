@@ -358,6 +358,12 @@ class _Track:
     smoother: FaceSmoother | None = field(default=None, repr=False)
 
 
+ID_PREFIX = "f"
+"""Track ids are ``f1``, ``f2``, ...: REP-155 face ids (and ROS topic-name tokens, TF frame
+suffixes) must start with a letter, and every output (messages, TF, REP-155 topics, offline JSON
+lines) uses the tracker's id as it is."""
+
+
 class Tracker:
     """Stable face ids by box IoU, and per-id One-Euro smoothing.
 
@@ -473,7 +479,7 @@ class Tracker:
                 track = self._tracks[matches[det]]
                 track.box, track.hits, track.missed = boxes[det], track.hits + 1, 0
             else:
-                track = _Track(track_id=str(self._next_id), box=boxes[det])
+                track = _Track(track_id=f"{ID_PREFIX}{self._next_id}", box=boxes[det])
                 self._next_id += 1
                 kept.append(track)
             track.confirmed = track.confirmed or track.hits >= self.min_hits

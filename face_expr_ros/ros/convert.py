@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import math
-import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -61,21 +60,6 @@ def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Ima
 # ---------------------------------------------------------------------------------------------
 # Faces
 # ---------------------------------------------------------------------------------------------
-def hri_face_id(track_id: str) -> str:
-    """The id the node publishes for a tracker id: in FaceExpression.id, the TF frames
-    ``face_<id>``/``gaze_<id>`` and the REP-155 topics ``/humans/faces/<id>/...``.
-
-    REP-155 ids (and ROS topic name tokens) start with a letter: the tracker's decimal ids get the
-    prefix ``f`` ("1" -> "f1"); characters other than letters, digits and ``_`` become ``_``.
-    ``""`` (a face not yet confirmed by the tracker) stays ``""``.
-    """
-    text = str(track_id)
-    if not text:
-        return ""
-    text = re.sub(r"[^A-Za-z0-9_]", "_", text)
-    return text if text[0].isalpha() else f"f{text}"
-
-
 def box_to_roi(box: Sequence[float], image_size: tuple[int, int]) -> RegionOfInterest:
     """Face box (x0, y0, x1, y1; continuous pixel edges) -> RegionOfInterest of whole pixels.
 
@@ -181,15 +165,14 @@ def faces_to_messages(header: Header, faces: Sequence, camera_matrix: np.ndarray
                       image_size: tuple[int, int]) -> FaceMessages:
     """FaceExpression, face_<id>/gaze_<id> transforms and optical pose of every core Face of an
     image of ``image_size`` (width, height); each pose is converted once (message and transform).
-    The ids are :func:`hri_face_id` of the tracker's."""
+    The ids are the tracker's (core.tracking.ID_PREFIX: valid REP-155 ids)."""
     messages, transforms, poses = [], [], []
     for face in faces:
         pose = face.optical_pose(camera_matrix)
-        face_id = hri_face_id(face.id)
-        message = face_to_msg(header, face_id, face.score, face.box, image_size, face.names,
+        message = face_to_msg(header, face.id, face.score, face.box, image_size, face.names,
                               face.coefficients, face.selected, face.identity, pose.position,
                               pose.face_rotation, face.landmarks)
-        transforms += pose_to_transforms(header, face_id, pose.position, pose.face_rotation,
+        transforms += pose_to_transforms(header, face.id, pose.position, pose.face_rotation,
                                          pose.gaze_rotation, face_pose=message.head_pose)
         messages.append(message)
         poses.append(pose)

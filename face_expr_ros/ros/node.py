@@ -74,6 +74,7 @@ RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detec
 from face_expr_ros.ros.parameters import (  # noqa: F401  (re-exported: tests, tools)
     NODE_NAME, PARAMETERS, PARAMETERS_BY_NAME, ParameterSpec, check_value, default_parameters,
     TRACKING_PREFIX, descriptor_for, parameters_markdown, parameters_yaml)
+from face_expr_ros.core.tracking import ID_PREFIX
 from face_expr_ros.ros.stats import NodeStats, stamp_latency_ms
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +490,7 @@ class FaceExprNode(LifecycleNode):
         for i, face in enumerate(faces):
             optical = face.optical_vertices(K, vertices[i], pose=poses[i])[mesh.vertex_index]
             markers.markers.append(ros_convert.mesh_to_marker(
-                header, ros_convert.hri_face_id(face.id), optical, mesh.triangles, marker_id=_marker_id(face.id)))
+                header, face.id, optical, mesh.triangles, marker_id=_marker_id(face.id)))
             self._mesh_ids.add(face.id)
         if markers.markers:
             self._outputs["mesh"].publish(markers)
@@ -520,7 +521,7 @@ class FaceExprNode(LifecycleNode):
                     cv2.polylines(out, list(polygons), True, (80, 160, 255), 1, cv2.LINE_AA, 2)
             x0, y0, x1, y1 = (int(round(v)) for v in face.box)
             cv2.rectangle(out, (x0, y0), (x1, y1), (255, 200, 0), 2)
-            cv2.putText(out, f"{ros_convert.hri_face_id(face.id)} {face.score:.2f}", (x0, max(12, y0 - 4)),
+            cv2.putText(out, f"{face.id} {face.score:.2f}", (x0, max(12, y0 - 4)),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 200, 0), 1, cv2.LINE_AA)
             out = draw_landmarks(out, face.landmarks)
         self._outputs["debug_image"].publish(ros_convert.rgb_to_image(out, header))
@@ -601,8 +602,9 @@ class _LazyVertices:
 
 
 def _marker_id(face_id: str) -> int:
-    """Marker id of a face: the decimal face id itself, else a 31-bit hash of it."""
-    return int(face_id) if face_id.isdigit() and int(face_id) < 2 ** 31 else (
+    """Marker id of a face: the tracker's number (``f7`` -> 7), else a 31-bit hash of the id."""
+    number = face_id.removeprefix(ID_PREFIX)
+    return int(number) if number.isdigit() and int(number) < 2 ** 31 else (
         zlib.crc32(face_id.encode()) & 0x7FFFFFFF)
 
 

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image
 from ..core.emotions import EMOTIONS, valence_arousal
 from ..core.face_crops import aligned_crop, eye_centres, padded_crop
 from ..core.facs import action_units
-from .convert import box_to_roi, hri_face_id, rgb_to_image
+from .convert import box_to_roi, rgb_to_image
 
 TOPIC_PREFIX = "/humans/faces"
 N_AUS = 99  # hri_msgs/FacialActionUnits: one slot per FACS code 0..98
@@ -165,20 +165,19 @@ class Rep155Output:
         Args:
             header: the image's header.
             rgb: (H, W, 3) uint8 the image the faces come from.
-            faces: core Faces (their ``id`` is the tracker's; :func:`convert.hri_face_id` makes the
-                published one).
+            faces: core Faces (their ``id`` is the tracker's, a valid REP-155 id:
+                core.tracking.ID_PREFIX).
             dropped_ids: the tracker's ids dropped at this frame.
             size: (width, height) of ``cropped`` and ``aligned``.
         """
         for track_id in dropped_ids:
-            self._remove(hri_face_id(track_id))
+            self._remove(track_id)
         for face in faces:
-            face_id = hri_face_id(face.id)
-            if not face_id:
+            if not face.id:
                 continue  # not confirmed yet: no topics (REP-155 ids are for tracked faces)
-            topics = self._faces.get(face_id)
+            topics = self._faces.get(face.id)
             if topics is None:
-                topics = self._faces[face_id] = _FaceTopics(self._node, face_id)
+                topics = self._faces[face.id] = _FaceTopics(self._node, face.id)
             topics.publish(header, rgb, face, size)
         self._tracked.publish(IdsList(header=header, ids=list(self._faces)))
 

@@ -1,14 +1,16 @@
 """Tracking mode vs per-frame detection: landmark NME on synthesised moving-face clips.
 
-    .venv/bin/python bench/tracking_nme.py [--faces 12] [--frames 60]
+    .venv/bin/python bench/tracking_nme.py [--faces 12] [--frames 60] [--refine-iou 0.95 1.0 ...]
 
 Each helen_train validation face (split by subject, training.datasets.split_of) is pasted into a
 grey 640x480 frame moving along a Lissajous path (up to 150 px sideways, 60 px up and down; up to 16 px per frame at 30 fps) and
 zooming by +-20 %, for ``--frames`` frames at 30 fps; the ground truth is the image's 68 landmarks
 moved the same way. Both modes run core.Reconstructor with the node's tracker (min_hits 2,
 smoothing on: landmarks are not smoothed): "detect" runs the detector on every frame, "follow" is
-the tracking mode (crop from the previous landmarks, detection every 0.5 s). Reported: NME68
-(inter-ocular %) over the frames where the face is published, frames published, detector runs.
+the tracking mode (crop from the previous landmarks, detection every 0.5 s), once per
+``--refine-iou`` (core.follow.DEFAULT_REFINE_IOU; default: the library's). Reported: NME68
+(inter-ocular %) over the frames where the face is published, frames published, detector runs,
+share of frames that ran the refine pass.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from face_expr_ros.core.follow import DEFAULT_REFINE_IOU  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.core.tracking import Tracker  # noqa: E402
 from face_expr_ros.training.datasets import build_index, load_image_rgb, split_of  # noqa: E402
@@ -46,37 +49,45 @@ def clip(image: np.ndarray, landmarks: np.ndarray, n: int):
         yield frame, landmarks * zoom + (x, y)
 
 
-def run(mode: str, faces, n_frames: int) -> dict:
-    errors, published, detections, ms = [], 0, 0, []
+def run(mode: str, faces, n_frames: int, refine_iou: float = DEFAULT_REFINE_IOU) -> dict:
+    errors, published, detections, ms, refined = [], 0, 0, [], 0
     for image, truth in faces:
-        rec = Reconstructor(device="cpu", tracker=Tracker(), follow=mode == "follow")
+        rec = Reconstructor(device="cpu", tracker=Tracker(), follow=mode == "follow",
+                            refine_iou=refine_iou)
         for k, (frame, gt) in enumerate(clip(image, truth, n_frames)):
             t0 = time.perf_counter()
             found = rec.reconstruct(frame, k / FPS)
             ms.append((time.perf_counter() - t0) * 1e3)
             detections += rec.timings.detected
+            refined += rec.timings.refined
             if found:
                 published += 1
                 errors.append(100 * nme_per_image(found[0].landmarks, gt)[0])
     return dict(nme=float(np.mean(errors)), median=float(np.median(errors)), published=published,
-                frames=len(faces) * n_frames, detections=detections, ms=float(np.median(ms)))
+                frames=len(faces) * n_frames, detections=detections, ms=float(np.median(ms)),
+                refined=refined / (len(faces) * n_frames))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--faces", type=int, default=12)
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--refine-iou", type=float, nargs="+", default=[DEFAULT_REFINE_IOU],
+                    help="tracking-mode refine thresholds to compare (1.0: always, 0.0: never)")
     args = ap.parse_args()
     entries = [e for e in build_index("helen_train") if split_of(e) == "val"][: args.faces]
     faces = [(load_image_rgb(e.path), e.landmarks) for e in entries]
     print(f"bench/tracking_nme.py: {len(faces)} helen_train validation faces x {args.frames} "
           f"frames; load average {os.getloadavg()[0]:.1f}")
     print("| mode | NME68 mean % | NME68 median % | frames published | detector runs | "
-          "median ms per frame |\n|---|---|---|---|---|---|")
-    for mode in ("detect", "follow"):
-        r = run(mode, faces, args.frames)
-        print(f"| {mode} | {r['nme']:.2f} | {r['median']:.2f} | {r['published']} / {r['frames']} "
-              f"| {r['detections']} | {r['ms']:.1f} |", flush=True)
+          "refined | median ms per frame |\n|---|---|---|---|---|---|---|")
+    runs = [("detect every frame", "detect", 1.0)] + [
+        (f"tracking, refine_iou {v:g}", "follow", v) for v in args.refine_iou]
+    for name, mode, refine_iou in runs:
+        r = run(mode, faces, args.frames, refine_iou)
+        refined = "-" if mode == "detect" else f"{100 * r['refined']:.0f} %"
+        print(f"| {name} | {r['nme']:.2f} | {r['median']:.2f} | {r['published']} / {r['frames']} "
+              f"| {r['detections']} | {refined} | {r['ms']:.1f} |", flush=True)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -152,3 +152,72 @@ def test_deferred_detection_runs_after_the_frame_and_keeps_ids(face_model, head)
     assert seen[0] == [] and seen[1] == ["f1"], "confirmed on the 2nd frame (min_hits 2)"
     # the second face: detected after frame 15, followed from 16, confirmed at 17
     assert seen[16] == ["f1"] and seen[17] == ["f1", "f2"] and seen[-1] == ["f1", "f2"]
+
+
+def test_refine_pass_only_where_the_crop_missed_the_face(face_model, head):
+    follower = FaceFollower(refine_iou=0.95)
+    landmarks = np.random.default_rng(1).uniform(100, 200, (68, 2))
+    assert not follower.needs_refine(landmarks + 1.0, landmarks), "IoU 0.98: the crop was right"
+    assert follower.needs_refine(landmarks + 10.0, landmarks), "IoU 0.82: framed again"
+    assert FaceFollower(refine_iou=1.0).needs_refine(landmarks, landmarks), "1.0: every face"
+    assert not FaceFollower(refine_iou=0.0).needs_refine(landmarks + 50, landmarks), "0.0: none"
+    with pytest.raises(ValueError, match="refine_iou"):
+        FaceFollower(refine_iou=1.5)
+    # a still face is framed as predicted: one pass; a fast one (24 px a frame) needs the second
+    counts = {}
+    for name, step in (("still", 0), ("fast", 24)):
+        rec = Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
+                            refine_iou=0.95)
+        results = run(rec, [frame(head, [60 + step * k]) for k in range(8)])
+        assert all(len(faces) == 1 for faces, _ in results[1:])
+        rec.reconstruct(frame(head, [60 + step * 8 + (step * 3 if step else 0)]), 8 / FPS)
+        counts[name] = rec.timings.refined
+    assert counts == {"still": 0, "fast": 1}, "a jump the motion model did not predict: refined"
+
+
+def test_detection_in_its_thread_does_not_hold_frames_and_keeps_ids(face_model, head):
+    rec = Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
+                        detection_interval_s=0.5, defer_detection=True, detect_in_thread=True)
+    try:
+        seen, started = [], []
+        for k in range(24):
+            xs = [20] if k < 10 else [20, 380]  # a second face from frame 10
+            faces = rec.reconstruct(frame(head, xs), k / FPS)
+            seen.append(sorted(f.id for f in faces))
+            started.append(rec.detect_deferred())
+            if k == 15:
+                assert rec._detect_thread.busy, "started in its thread, not run in the frame's"
+                assert rec.wait_background_detection(), "its result is taken up"
+                assert rec.deferred_timings.detected and rec.deferred_timings.detect > 0
+        assert [k for k, s in enumerate(started) if s] == [15], "every 0.5 s, after the frame"
+        assert seen[1] == ["f1"] and seen[16] == ["f1"] and seen[17] == ["f1", "f2"]
+        assert seen[-1] == ["f1", "f2"], "ids kept through the background detection"
+    finally:
+        rec.close()
+
+
+def test_detection_thread_runs_at_lower_priority_and_returns_results():
+    import os
+    import threading
+
+    from face_expr_ros.core.detect_thread import DetectionThread
+
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def detect(image):
+        return [(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), image.shape)]
+
+    worker = DetectionThread(detect, nice=5)
+    try:
+        assert worker.poll() is None and not worker.busy
+        worker.submit(np.zeros((4, 6, 3), np.uint8), context="frame 7")
+        with pytest.raises(RuntimeError, match="pending"):
+            worker.submit(np.zeros((4, 6, 3), np.uint8))
+        result = worker.poll(wait=True)
+        assert result.context == "frame 7" and result.ms >= 0
+        assert result.detections == [(min(caller + 5, 19), (4, 6, 3))]
+        assert not worker.busy
+    finally:
+        worker.close()
+    with pytest.raises(ValueError, match="nice"):
+        DetectionThread(detect, nice=25)

@@ -68,6 +68,22 @@ def test_projector_matches_numpy_synthesis_and_contour(face_model):
     np.testing.assert_allclose(got, expected, atol=1e-3)
 
 
+def test_projector_numpy_twin_gives_the_torch_landmarks(face_model):
+    projector = LandmarkProjector(face_model, n_identity=20)
+    rng = np.random.default_rng(1)
+    angles = [(0.0, 0.0, 0.0), (60.0, -20.0, 10.0), (-75.0, 25.0, -15.0)]  # far cheeks included
+    r = np.stack([euler_to_matrix(*a) for a in angles]).astype(np.float32)
+    alpha = rng.normal(size=(3, 20)).astype(np.float32)
+    beta = rng.uniform(0, 0.8, size=(3, 53)).astype(np.float32)
+    t = np.array([[3.0, -2.0, 0.0], [0.0, 0.0, 0.0], [-4.0, 1.0, 0.0]], np.float32)
+    s = np.array([5.5, 4.0, 6.0], np.float32)
+    params = net.FaceParams(*(torch.from_numpy(a) for a in (alpha, beta, r, t, s)))
+    expected = projector(params, input_size=128).numpy()
+    got = projector.landmarks_np(alpha, beta, r, t, s, 128)
+    assert got.shape == (3, 68, 2) and got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
 def test_projector_gradient_reaches_every_output(face_model):
     projector = LandmarkProjector(face_model, n_identity=10)
     model = net.FaceNet(net.NetworkConfig(input_size=64, width=0.25, feature_dim=64, n_identity=10))

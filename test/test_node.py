@@ -1,7 +1,7 @@
 """face_expr_node over real DDS: the node runs in a subprocess (``python -m face_expr_ros.ros.node``), the
 test client (publishers of images, subscribers of every output, parameter and lifecycle clients) in
 this process; loopback only, in this run's ROS_DOMAIN_ID (conftest.ros_env; the subprocess inherits
-it). Random-init weights: the assertions are about the contract, not accuracy.
+it). The packaged weights: the assertions are about the contract, not accuracy.
 
 One node process per configuration (class-scoped fixtures, each in its own namespace); every wait
 has a timeout and ends as soon as its condition holds.
@@ -29,16 +29,12 @@ HELEN_IMAGE = "100032540_1"
 # ---- fixtures -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Random-init network weights (trained weights do not exist yet)."""
-    import torch
+def weights():
+    """The packaged weights (trained: a random network's landmarks do not follow a face, so the
+    tracking mode would follow its drift instead)."""
+    from face_expr_ros.core.weights import PACKAGE_WEIGHTS
 
-    from face_expr_ros.core.network import FaceNet, NetworkConfig
-    from face_expr_ros.core.weights import save_weights
-
-    torch.manual_seed(0)
-    return save_weights(tmp_path_factory.mktemp("weights") / "random.safetensors",
-                        FaceNet(NetworkConfig()))
+    return PACKAGE_WEIGHTS
 
 
 @pytest.fixture(scope="module")

@@ -73,11 +73,16 @@ def predict_landmarks(face: FollowedFace, timestamp: float) -> np.ndarray:
     return (face.landmarks - centre) * zoom + centre + face.velocity * dt
 
 
-# The refine pass: every followed face is cropped again around the landmarks its first crop gave
-# and run again (core.reconstruct). Measured (bench/tracking_nme.py, 12 helen faces x 60 moving
-# frames, NME68 mean): 6.85 % without it, 6.78 % when refining only faces whose landmark box moved
-# (IoU < 0.85 with the framing box), 6.68 % at IoU < 0.92, 6.59 % always, against 6.66 % detecting
-# every frame; without the motion prediction 7.13 %. It costs about 4 ms per face on 2 CPUs.
+DEFAULT_REFINE_IOU = 0.9
+"""The refine pass: a followed face whose landmark box has IoU below this with the box its crop was
+framed around (the prediction) is cropped again around the landmarks that crop gave and run again
+(core.reconstruct); 1.0 refines every face, 0.0 none. A crop framed on a prediction that missed
+gives worse landmarks; one the face filled as predicted gives the same landmarks again, so the
+second pass only costs time there (about 4 ms a face on 2 CPUs). Measured with the shipped weights
+(bench/tracking_nme.py, 12 helen faces x 60 fast-moving frames, up to 16 px a frame; NME68 mean,
+share of frames refined): detecting every frame 6.90 %; tracking without the pass 6.89 % (0 %),
+at 0.8 6.86 % (8 %), at 0.9 6.80 % (35 %), at 0.95 6.79 %, always 6.79 %. A face
+moving as a person in front of a robot does (a few px a frame) is refined on few frames."""
 PRESENCE_SIDE = 64
 """Side (px) of the crop the detector sees for the presence proxy."""
 PRESENCE_IOU = 0.3
@@ -132,18 +137,21 @@ class FaceFollower:
             detect every frame); also the longest a new face waits to be detected.
         presence_threshold: a followed face with :func:`presence` below it is dropped from
             following (and detection runs on the next frame), in [0, 1].
+        refine_iou: :data:`DEFAULT_REFINE_IOU`, in [0, 1].
     """
 
     def __init__(self, detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
-                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD) -> None:
-        self.configure(detection_interval_s, presence_threshold)
+                 presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD,
+                 refine_iou: float = DEFAULT_REFINE_IOU) -> None:
+        self.configure(detection_interval_s, presence_threshold, refine_iou)
         self.faces: dict[str, FollowedFace] = {}
         self.new_faces: list[tuple[np.ndarray, float]] = []  # (landmarks, score), no id yet
         self.last_detection: float | None = None
         self.detect_next = True
 
     def configure(self, detection_interval_s: float | None = None,
-                  presence_threshold: float | None = None) -> None:
+                  presence_threshold: float | None = None,
+                  refine_iou: float | None = None) -> None:
         """Change the settings (None: unchanged); ValueError names a value out of range."""
         if detection_interval_s is not None:
             if not np.isfinite(detection_interval_s) or detection_interval_s < 0:
@@ -153,6 +161,18 @@ class FaceFollower:
             if not 0.0 <= presence_threshold <= 1.0:
                 raise ValueError(f"presence_threshold must be in [0, 1], got {presence_threshold}")
             self.presence_threshold = float(presence_threshold)
+        if refine_iou is not None:
+            if not 0.0 <= refine_iou <= 1.0:
+                raise ValueError(f"refine_iou must be in [0, 1], got {refine_iou}")
+            self.refine_iou = float(refine_iou)
+
+    def needs_refine(self, landmarks: np.ndarray, framed: np.ndarray) -> bool:
+        """Run the refine pass for a face whose first crop, framed around ``framed`` (68, 2),
+        gave ``landmarks`` (68, 2)? (:data:`DEFAULT_REFINE_IOU`)"""
+        if self.refine_iou >= 1.0:
+            return True
+        iou = box_iou(landmark_box(landmarks)[None], landmark_box(framed)[None])[0, 0]
+        return bool(iou < self.refine_iou)
 
     def reset(self) -> None:
         """Forget every face; the next frame is detected."""
@@ -168,6 +188,10 @@ class FaceFollower:
         if timestamp < self.last_detection:  # time went backwards: start over
             return True
         return timestamp - self.last_detection >= self.detection_interval_s
+
+    def detected(self, timestamp: float) -> None:
+        """A detection of the frame at ``timestamp`` ran (or started): the schedule restarts."""
+        self.last_detection, self.detect_next = float(timestamp), False
 
     def predictions(self, timestamp: float) -> tuple[list[str], list[np.ndarray]]:
         """Ids of the followed faces and their (68, 2) predicted landmarks at ``timestamp``."""

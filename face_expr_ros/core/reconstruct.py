@@ -28,9 +28,11 @@ from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
                      gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
+from .detect_thread import DetectionThread
 from .facemodel import FaceModel, load_face_model
-from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, MIN_INSIDE,
-                     PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping, presence)
+from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, DEFAULT_REFINE_IOU,
+                     MIN_INSIDE, PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping,
+                     presence)
 from .projection import LandmarkProjector
 from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
@@ -163,6 +165,7 @@ class Timings:
     track: float = 0.0
     presence: float = 0.0
     detected: bool = False
+    refined: int = 0  # tracking mode: faces run a second time (core.follow.DEFAULT_REFINE_IOU)
 
     @property
     def total(self) -> float:
@@ -190,11 +193,15 @@ class Reconstructor:
         follow: tracking mode (module docstring, core.follow); needs a ``tracker`` (a default
             core.tracking.Tracker when None).
         detection_interval_s, presence_threshold: the tracking mode's detection schedule
-            (core.follow.FaceFollower).
+            (core.follow.FaceFollower); refine_iou: its refine pass
+            (core.follow.DEFAULT_REFINE_IOU).
         defer_detection: tracking mode: a frame with followed faces that needs a detection
             returns them at once and the caller runs the detection after using them
             (:meth:`detect_deferred`; the node does, after publishing). Frames without followed
             faces detect at once (nothing to hold back).
+        detect_in_thread: with ``defer_detection``: :meth:`detect_deferred` starts the detection
+            in a thread of its own at a lower priority (core.detect_thread) and returns; a later
+            frame takes up its result (the node's default: the frames go on meanwhile).
     """
 
     def __init__(self, weights=None, face_model=None, device: str = "auto", detector: str = "default",
@@ -205,7 +212,8 @@ class Reconstructor:
                  detector_max_side: int = 1280, follow: bool = False,
                  detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
                  presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD,
-                 defer_detection: bool = False):
+                 refine_iou: float = DEFAULT_REFINE_IOU, defer_detection: bool = False,
+                 detect_in_thread: bool = False):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
@@ -223,9 +231,12 @@ class Reconstructor:
             from .tracking import Tracker
             tracker = Tracker()
         self.tracker = tracker
-        self.follower = FaceFollower(detection_interval_s, presence_threshold) if follow else None
+        self.follower = (FaceFollower(detection_interval_s, presence_threshold, refine_iou)
+                         if follow else None)
         self.defer_detection = defer_detection
         self._deferred = None
+        self._detect_thread = (DetectionThread(self.detect)
+                               if follow and defer_detection and detect_in_thread else None)
         self.deferred_timings = Timings()
         self.timings = Timings()
 
@@ -233,12 +244,13 @@ class Reconstructor:
                   detector_max_side: int | None = None, max_faces: int | None = None,
                   selection_threshold: float | None = None, top_k: int | None = None,
                   detection_interval_s: float | None = None,
-                  presence_threshold: float | None = None) -> None:
+                  presence_threshold: float | None = None,
+                  refine_iou: float | None = None) -> None:
         """Change run-time settings (None: unchanged; ``top_k`` 0 = no limit); the next
         :meth:`reconstruct` uses them. Model, weights, backend, detector type and ``follow``
         need a new Reconstructor (the tracking-mode settings are ignored without it)."""
         if self.follower is not None:
-            self.follower.configure(detection_interval_s, presence_threshold)
+            self.follower.configure(detection_interval_s, presence_threshold, refine_iou)
         if detection_threshold is not None:
             self.detector.score_threshold = float(detection_threshold)
         if min_face_px is not None:
@@ -346,11 +358,19 @@ class Reconstructor:
         params = self.network(batch)
         timings.network += _ms_since(start)
         start = time.perf_counter()
-        crop_landmarks = self.projector(params, self.input_size).cpu().numpy().astype(np.float64)
+        crop_landmarks = self._crop_landmarks(params)
         faces = [self._face(b, s, c, params, i, crop_landmarks[i])
                  for i, (b, s, c) in enumerate(zip(boxes, scores, crops))]
         timings.landmarks += _ms_since(start)
         return faces
+
+    def _crop_landmarks(self, params) -> np.ndarray:
+        """(B, 68, 2) float64 landmarks in crop pixels: numpy on the CPU (core.projection)."""
+        if self.device.type != "cpu":
+            return self.projector(params, self.input_size).cpu().numpy().astype(np.float64)
+        arrays = (params.identity, params.expression, params.rotation, params.translation,
+                  params.scale)
+        return self.projector.landmarks_np(*(t.numpy() for t in arrays), self.input_size)
 
     def _follow(self, image: np.ndarray, timestamp: float,
                 timings: Timings) -> tuple[list[Face], list[str | None]]:
@@ -358,15 +378,20 @@ class Reconstructor:
         schedule (core.follow.FaceFollower) asks for them (with ``defer_detection``: only noted,
         :meth:`detect_deferred` runs them); returns the faces and their known track ids (None:
         a new face)."""
+        self._take_background_detection(wait=False)
         faces, ids = self._followed_faces(image, timestamp, timings)
         unfollowed = bool(set(self.tracker.track_ids) - {i for i in ids if i is not None})
         if not self.follower.needs_detection(timestamp, unfollowed):
             return faces, ids
         if self.defer_detection and faces:  # without followed faces nothing would be held back
-            self._deferred = (image, timestamp, ids, [f.box for f in faces])
-            return faces, ids
+            if self._detect_thread is None or not self._detect_thread.busy:
+                self._deferred = (image, timestamp, ids, [f.box for f in faces])
+            return faces, ids  # (a background detection still running counts as this one)
+        if self._detect_thread is not None:
+            self._detect_thread.discard()  # superseded by this frame's own detection
         detections = self._timed_detect(image, timings)
-        seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces], timestamp)
+        self.follower.detected(timestamp)
+        seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces])
         faces = [f for f, s in zip(faces, seen) if s] + self.reconstruct_boxes(image, fresh, timings)
         return faces, [i for i, s in zip(ids, seen) if s] + [None] * len(fresh)
 
@@ -374,18 +399,50 @@ class Reconstructor:
         """With ``defer_detection``: run the detection the last :meth:`reconstruct` only noted
         (after its faces were published, so detection does not hold them back). New faces are
         followed from the next frame on, and a followed face no detection saw is dropped then.
-        Returns whether a detection ran (timed in :attr:`deferred_timings`)."""
+        With ``detect_in_thread`` the detection only starts here, in its thread, and the first
+        frame after it has finished takes up its result. Returns whether a detection ran or
+        started (timed in :attr:`deferred_timings` once taken up)."""
         if self._deferred is None:
             return False
         image, timestamp, ids, boxes = self._deferred
         self._deferred = None
+        self.follower.detected(timestamp)
+        if self._detect_thread is not None:
+            self._detect_thread.submit(image, (timestamp, ids, boxes))
+            return True
         timings = Timings()
-        detections = self._timed_detect(image, timings)
-        _, fresh = self._merge_detections(detections, ids, boxes, timestamp)
+        self._new_faces(image, self._timed_detect(image, timings), ids, boxes, timings)
+        return True
+
+    def wait_background_detection(self) -> bool:
+        """Take up the result of a detection running in its thread (``detect_in_thread``),
+        waiting for it; returns whether there was one. (The next frame takes it up anyway, as
+        soon as it has finished.)"""
+        return self._take_background_detection(wait=True)
+
+    def close(self) -> None:
+        """Stop the detection thread (``detect_in_thread``), if any."""
+        if self._detect_thread is not None:
+            self._detect_thread.close()
+
+    def _take_background_detection(self, wait: bool) -> bool:
+        result = None if self._detect_thread is None else self._detect_thread.poll(wait)
+        if result is None:
+            return False
+        _, ids, boxes = result.context
+        timings = Timings(detect=result.ms, detected=True)
+        self._new_faces(result.image, result.detections, ids, boxes, timings)
+        return True
+
+    def _new_faces(self, image: np.ndarray, detections: list[Detection], ids: list[str | None],
+                   boxes: list, timings: Timings) -> None:
+        """A deferred detection of ``image``, whose followed faces were ``ids`` at ``boxes``: the
+        faces no detection saw are dropped from following, the new ones are followed from the
+        next frame on (their first landmarks from this image)."""
+        _, fresh = self._merge_detections(detections, ids, boxes)
         for face in self.reconstruct_boxes(image, fresh, timings):
             self.follower.new_faces.append((face.landmarks, face.score))
         self.deferred_timings = timings
-        return True
 
     def _followed_faces(self, image: np.ndarray, timestamp: float,
                         timings: Timings) -> tuple[list[Face], list[str | None]]:
@@ -397,8 +454,8 @@ class Reconstructor:
         news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
         follower.new_faces = []
         framed = predicted + [lm for lm, _ in news]
-        faces, _ = self._landmark_faces(image, framed, scores + [sc for _, sc in news], timings)
-        faces, crops, framed = self._refine(image, faces, timings)
+        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news], timings)
+        faces, crops, framed = self._refine(image, faces, crops, framed, timings)
         height, width = image.shape[:2]
         lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
@@ -408,20 +465,29 @@ class Reconstructor:
         keep = [k for k, i in enumerate(all_ids) if i is None or i not in lost]
         return [faces[k] for k in keep], [all_ids[k] for k in keep]
 
-    def _refine(self, image: np.ndarray, faces: list[Face], timings: Timings
-                ) -> tuple[list[Face], list, list[np.ndarray]]:
-        """Every face cropped again around the landmarks its first crop gave and run again (a
-        crop framed on a prediction gives worse landmarks: core.follow, "refine pass"). Returns
-        the faces, their crops and the landmarks each crop was framed around."""
-        framed = [face.landmarks for face in faces]
-        again, crops = self._landmark_faces(image, framed, [face.score for face in faces], timings)
-        return again, crops, framed
+    def _refine(self, image: np.ndarray, faces: list[Face], crops: list, framed: list[np.ndarray],
+                timings: Timings) -> tuple[list[Face], list, list[np.ndarray]]:
+        """The refine pass (core.follow.DEFAULT_REFINE_IOU): the faces whose landmarks moved out
+        of the box their crop was framed around (``framed``: the landmarks it was framed on) are
+        cropped again around those landmarks and run again. Returns the faces, their crops and
+        the landmarks each crop was framed around."""
+        again = [k for k, (face, lm) in enumerate(zip(faces, framed))
+                 if self.follower.needs_refine(face.landmarks, lm)]
+        timings.refined += len(again)
+        if not again:
+            return faces, crops, framed
+        landmarks = [faces[k].landmarks for k in again]
+        refined, new_crops = self._landmark_faces(image, landmarks, [faces[k].score for k in again],
+                                                  timings)
+        faces, crops, framed = list(faces), list(crops), list(framed)
+        for k, face, crop, lm in zip(again, refined, new_crops, landmarks):
+            faces[k], crops[k], framed[k] = face, crop, lm
+        return faces, crops, framed
 
-    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
-                          timestamp: float) -> tuple[np.ndarray, list[Detection]]:
+    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list
+                          ) -> tuple[np.ndarray, list[Detection]]:
         """(N,) which followed faces a detection saw (the others are dropped from following: they
         left, or are being followed into the background) and the detections of new faces."""
-        self.follower.last_detection, self.follower.detect_next = timestamp, False
         iou = self.tracker.iou_threshold
         detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
         followed_boxes = np.array(boxes).reshape(-1, 4)

@@ -67,7 +67,7 @@ MESSAGES_FIX = (
     "(tf2_msgs comes with ROS 2: apt install ros-$ROS_DISTRO-tf2-msgs)")
 RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detector_max_side",
                                     "max_faces", "selection_threshold", "top_k",
-                                    "detection_interval_s", "presence_threshold"})
+                                    "detection_interval_s", "presence_threshold", "refine_iou"})
 """Run-time parameters applied through core.reconstruct.Reconstructor.configure (same names)."""
 
 
@@ -211,7 +211,8 @@ class FaceExprNode(LifecycleNode):
             top_k=s["top_k"] or None, tracker=tracker, backend=s["backend"],
             onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"],
             follow=s["follow_landmarks"], detection_interval_s=s["detection_interval_s"],
-            presence_threshold=s["presence_threshold"], defer_detection=True)
+            presence_threshold=s["presence_threshold"], refine_iou=s["refine_iou"],
+            defer_detection=True, detect_in_thread=s["detection_thread"])
         return reconstructor
 
     def _build_rep155(self):
@@ -316,6 +317,8 @@ class FaceExprNode(LifecycleNode):
         if self._diagnostics_pub is not None:
             self.destroy_publisher(self._diagnostics_pub)
             self._diagnostics_pub = None
+        if self.reconstructor is not None:
+            self.reconstructor.close()
         self.reconstructor = None
         self._camera = None
         self._mesh_ids.clear()

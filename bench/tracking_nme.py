@@ -10,7 +10,7 @@ smoothing on: landmarks are not smoothed): "detect" runs the detector on every f
 the tracking mode (crop from the previous landmarks, detection every 0.5 s), once per
 ``--refine-iou`` (core.follow.DEFAULT_REFINE_IOU; default: the library's). Reported: NME68
 (inter-ocular %) over the frames where the face is published, frames published, detector runs,
-share of frames that ran the refine pass.
+refine passes per frame (core.follow.DEFAULT_REFINE_IOU).
 """
 from __future__ import annotations
 
@@ -80,12 +80,12 @@ def main() -> int:
     print(f"bench/tracking_nme.py: {len(faces)} helen_train validation faces x {args.frames} "
           f"frames; load average {os.getloadavg()[0]:.1f}")
     print("| mode | NME68 mean % | NME68 median % | frames published | detector runs | "
-          "refined | median ms per frame |\n|---|---|---|---|---|---|---|")
+          "refine passes per frame | median ms per frame |\n|---|---|---|---|---|---|---|")
     runs = [("detect every frame", "detect", 1.0)] + [
         (f"tracking, refine_iou {v:g}", "follow", v) for v in args.refine_iou]
     for name, mode, refine_iou in runs:
         r = run(mode, faces, args.frames, refine_iou)
-        refined = "-" if mode == "detect" else f"{100 * r['refined']:.0f} %"
+        refined = "-" if mode == "detect" else f"{r['refined']:.2f}"
         print(f"| {name} | {r['nme']:.2f} | {r['median']:.2f} | {r['published']} / {r['frames']} "
               f"| {r['detections']} | {refined} | {r['ms']:.1f} |", flush=True)
     print(f"load average now {os.getloadavg()[0]:.1f}")

@@ -79,10 +79,11 @@ framed around (the prediction) is cropped again around the landmarks that crop g
 (core.reconstruct); 1.0 refines every face, 0.0 none. A crop framed on a prediction that missed
 gives worse landmarks; one the face filled as predicted gives the same landmarks again, so the
 second pass only costs time there (about 4 ms a face on 2 CPUs). Measured with the shipped weights
-(bench/tracking_nme.py, 12 helen faces x 60 fast-moving frames, up to 16 px a frame; NME68 mean,
-share of frames refined): detecting every frame 6.90 %; tracking without the pass 6.89 % (0 %),
-at 0.8 6.86 % (8 %), at 0.9 6.80 % (35 %), at 0.95 6.79 %, always 6.79 %. A face
-moving as a person in front of a robot does (a few px a frame) is refined on few frames."""
+(bench/tracking_nme.py --refine-iou 0 0.9 1, 12 helen faces x 60 fast-moving frames, up to 16 px a
+frame; NME68 mean, refine passes per frame): detecting every frame 7.17 %; tracking without the
+pass 7.18 % (0), at 0.9 7.06 % (0.32), always 7.16 % (1.07). (The previous weights: 6.90 %
+detecting, 6.89 / 6.80 / 6.79 % tracking.) A face moving as a person in front of a robot does (a
+few px a frame) is refined on few frames."""
 PRESENCE_SIDE = 64
 """Side (px) of the crop the detector sees for the presence proxy."""
 PRESENCE_IOU = 0.3

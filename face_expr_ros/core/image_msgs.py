@@ -102,13 +102,13 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     if truncated is not None:
         raise ImageConversionError(f"CompressedImage (format {fmt!r}, {data.size} bytes) is a "
                                    f"{truncated}")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
+    rgb = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)  # RGB straight from the decoder, no cvtColor
+    if rgb is None:
         raise ImageConversionError(
             f"CompressedImage (format {fmt!r}, {data.size} bytes) could not be decoded: corrupt "
             "data or a format OpenCV cannot read")
-    _check_size(bgr.shape[1], bgr.shape[0], max_pixels, "CompressedImage")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    _check_size(rgb.shape[1], rgb.shape[0], max_pixels, "CompressedImage")
+    return rgb
 
 
 def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:

@@ -351,8 +351,11 @@ class Reconstructor:
         if not crops:
             return []
         start = time.perf_counter()
-        batch = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device)
-        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        # NCHW float32 in [0, 1] made in numpy: torch's elementwise ops on the CPU wake its thread
+        # pool for each call (about 1 ms a frame measured on 2 CPUs), numpy runs in this thread
+        planes = np.ascontiguousarray(np.stack([c.image for c in crops]).transpose(0, 3, 1, 2),
+                                      dtype=np.float32)
+        batch = torch.from_numpy(np.divide(planes, np.float32(255.0), out=planes)).to(self.device)
         timings.crop += _ms_since(start)
         start = time.perf_counter()
         params = self.network(batch)

@@ -190,6 +190,7 @@ class Reconstructor:
             "auto" (torch on CUDA; on CPU onnx when onnxruntime is installed: core.backend).
             The choice and its reason: ``backend``, ``backend_reason``.
         onnx_model: an exported .onnx of these weights (default: the cache, exported if needed).
+        network_threads: ONNX Runtime intra-op threads (None: torch.get_num_threads()).
         follow: tracking mode (module docstring, core.follow); needs a ``tracker`` (a default
             core.tracking.Tracker when None).
         detection_interval_s, presence_threshold: the tracking mode's detection schedule
@@ -213,12 +214,12 @@ class Reconstructor:
                  detection_interval_s: float = DEFAULT_DETECTION_INTERVAL_S,
                  presence_threshold: float = DEFAULT_PRESENCE_THRESHOLD,
                  refine_iou: float = DEFAULT_REFINE_IOU, defer_detection: bool = False,
-                 detect_in_thread: bool = False):
+                 detect_in_thread: bool = False, network_threads: int | None = None):
         self.device = pick_device(device)
         log.info("face_expr_ros: running the network on %s", self.device)
         self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
         self.net = load_weights(weights, self.device)
-        choice = choose_backend(self.net, backend, self.device, onnx_model)
+        choice = choose_backend(self.net, backend, self.device, onnx_model, network_threads)
         self.network, self.backend, self.backend_reason = choice.network, choice.name, choice.reason
         log.info("face_expr_ros: network backend %s (%s)", self.backend, self.backend_reason)
         self.projector = LandmarkProjector(self.model, self.net.config.n_identity).to(self.device)

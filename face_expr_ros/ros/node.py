@@ -200,6 +200,10 @@ class FaceExprNode(LifecycleNode):
         from face_expr_ros.core.tracking import Tracker
 
         s = {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
+        if s["network_threads"]:  # torch's pool too: the torch backend and the small ops around
+            import torch
+
+            torch.set_num_threads(int(s["network_threads"]))
         tracker = Tracker(**{k[len(TRACKING_PREFIX):]: v for k, v in s.items()
                              if k.startswith(TRACKING_PREFIX)})
         reconstructor = Reconstructor(
@@ -212,7 +216,8 @@ class FaceExprNode(LifecycleNode):
             onnx_model=s["onnx_model"] or None, detector_max_side=s["detector_max_side"],
             follow=s["follow_landmarks"], detection_interval_s=s["detection_interval_s"],
             presence_threshold=s["presence_threshold"], refine_iou=s["refine_iou"],
-            defer_detection=True, detect_in_thread=s["detection_thread"])
+            defer_detection=True, detect_in_thread=s["detection_thread"],
+            network_threads=s["network_threads"] or None)
         return reconstructor
 
     def _build_rep155(self):

@@ -86,6 +86,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "must come from the weights in use. \"\" = the cache "
                   "($XDG_CACHE_HOME/face_expr_ros/onnx, default ~/.cache), exported when missing.",
                   applies="configure"),
+    ParameterSpec("network_threads", 1,
+                  "CPU threads of the network (ONNX Runtime intra-op threads; torch's on the torch "
+                  "backend); 0 = torch's default (all cores or OMP_NUM_THREADS). 1 is as fast per "
+                  "face here (batch 1: 1.46 vs 1.57 ms on 2 threads) and leaves the other cores to "
+                  "the detection thread and the executor (docs/node.md).", low=0, high=256,
+                  applies="configure"),
     ParameterSpec("detector", "default",
                   "Face detector backend (core.detect): default (= libfacedetection), "
                   "libfacedetection, blazeface, dlib_hog (docs/detection.md).",

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from face_expr_ros.core import contour, synthesis  # noqa: E402
 from face_expr_ros.core.camera import euler_to_matrix  # noqa: E402
 from face_expr_ros.core.facemodel import load_face_model  # noqa: E402
+from face_expr_ros.core.network import FaceParams  # noqa: E402
+from face_expr_ros.core.projection import LandmarkProjector  # noqa: E402
 
 ACTIVE = (1, 5, 20, 53)
 
@@ -106,6 +108,28 @@ def bench_contour(model) -> None:
     print(f"{'torch fwd+bwd, batch 16':>26} | {ms:>9.3f} | {ms / 16:>9.3f}")
 
 
+def bench_projection(model) -> None:
+    """The network's parameters -> 68 crop landmarks: LandmarkProjector (torch, training) against
+    its numpy twin (inference on the CPU, core.reconstruct)."""
+    projector = LandmarkProjector(model, 40)
+    rng = np.random.default_rng(2)
+    print("\nLandmark projection (network parameters -> 68 landmarks, 40 identity modes)")
+    print(f"{'variant':>26} | {'ms / call':>9} | {'ms / face':>9}")
+    print("-" * 52)
+    for batch in (1, 3):
+        arrays = (rng.normal(size=(batch, 40)).astype(np.float32),
+                  rng.uniform(0, 0.5, (batch, model.n_expressions)).astype(np.float32),
+                  np.stack([euler_to_matrix(rng.uniform(-40, 40), 0, 0) for _ in range(batch)]
+                           ).astype(np.float32),
+                  np.zeros((batch, 3), np.float32), np.full(batch, 5.0, np.float32))
+        params = FaceParams(*(torch.from_numpy(a) for a in arrays))
+        with torch.no_grad():
+            ms = time_ms(lambda: projector(params, 128).numpy(), repeats=50)
+        print(f"{f'torch, batch {batch}':>26} | {ms:>9.3f} | {ms / batch:>9.3f}")
+        ms = time_ms(lambda: projector.landmarks_np(*arrays, 128), repeats=50)
+        print(f"{f'numpy twin, batch {batch}':>26} | {ms:>9.3f} | {ms / batch:>9.3f}")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     model = load_face_model()
@@ -113,6 +137,7 @@ def main() -> None:
     start = time.perf_counter()
     bench_synthesis(model)
     bench_contour(model)
+    bench_projection(model)
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 

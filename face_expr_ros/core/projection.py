@@ -3,8 +3,8 @@
 Only the vertices that the landmarks need (the contour curves' and the fixed feature vertices,
 about 900 of 11,248) are synthesised, so the landmark path is cheap enough for every training step.
 Inference has a numpy twin (:meth:`LandmarkProjector.landmarks_np`, the same numbers): for a few
-faces per frame torch's per-operation overhead costs more than the arithmetic (measured:
-bench/synthesis.py, "landmark projection").
+faces per frame torch's per-operation overhead costs more than the arithmetic (bench/synthesis.py,
+"Landmark projection": 0.46 against 0.82 ms for one face on 1 thread, 2 CPUs).
 """
 from __future__ import annotations
 

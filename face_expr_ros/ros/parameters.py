@@ -88,9 +88,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   applies="configure"),
     ParameterSpec("network_threads", 1,
                   "CPU threads of the network (ONNX Runtime intra-op threads; torch's on the torch "
-                  "backend); 0 = torch's default (all cores or OMP_NUM_THREADS). 1 is as fast per "
-                  "face here (batch 1: 1.46 vs 1.57 ms on 2 threads) and leaves the other cores to "
-                  "the detection thread and the executor (docs/node.md).", low=0, high=256,
+                  "backend); 0 = torch's default (all cores or OMP_NUM_THREADS). 1 is as fast for one "
+                  "face (ONNX 1.52 vs 1.58 ms on 2 threads; 3 faces 4.23 vs 3.64 ms: "
+                  "bench/backends.py) and leaves the other cores to the detection thread and "
+                  "the executor (docs/node.md).", low=0, high=256,
                   applies="configure"),
     ParameterSpec("detector", "default",
                   "Face detector backend (core.detect): default (= libfacedetection), "

@@ -138,9 +138,35 @@ def stage_times(frames, threads: int, weights: str | None, repeats: int,
                 med["total"] = sum(med[k] for k in ("decode", "detect", "crop", "network",
                                                     "landmarks", "presence", "track", "publish"))
                 out[key + (backend,)] = med
+            if key[0] >= 1280:
+                out[key + ("jpeg",)] = jpeg_decode_times(rgb, 10 * repeats)
     finally:
         node.destroy_node()
         context.try_shutdown()
+    return out
+
+
+def jpeg_decode_times(rgb: np.ndarray, repeats: int) -> dict:
+    """Median ms of decoding the frame's JPEG (bench/open_loop.py's quality) at 1/1, 1/2, 1/4
+    (core.image_msgs.decode_compressed, what the node's reduced_decode chooses from)."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from open_loop import JPEG_QUALITY
+    from face_expr_ros.core.image_msgs import decode_compressed
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    msg = SimpleNamespace(format="jpeg", data=data.tobytes())
+    out = {"faces": 0, "bytes": len(msg.data)}
+    for factor in (1, 2, 4):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            decode_compressed(msg, reduction=lambda w, h, f=factor: f)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[str(factor)] = statistics.median(times)
     return out
 
 
@@ -499,11 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
-    stage_rows = []
+    stage_rows, jpeg_rows = [], []
     if not args.no_stages:
         for t in threads:
             stages = stages_subprocess(t, weights, args.quick, args.backends)
             for key, s in stages.items():
+                if key[3] == "jpeg":
+                    jpeg_rows.append([str(t), label(key[:3]), str(s["bytes"])]
+                                     + [fmt(s[f], 2) for f in ("1", "2", "4")]
+                                     + [fmt(s["2"] / s["1"], 2)])
+                    continue
                 stage_rows.append([str(t), label(key[:3]), key[3], str(int(s["faces"]))] + [
                     fmt(s[k]) for k in ("decode", "detect", "detect_mean", "crop", "network",
                                         "landmarks", "presence", "track", "publish", "total",
@@ -535,6 +566,13 @@ def main(argv: list[str] | None = None) -> int:
         print(table(["cpus", "frame", "backend", "faces", "decode", "detect", "detect mean",
                      "crop", "network", "landmarks", "presence", "track", "publish", "total",
                      "synthesis"], stage_rows))
+        print()
+    if jpeg_rows:
+        from open_loop import JPEG_QUALITY
+
+        print(f"JPEG decode ms (median; quality {JPEG_QUALITY}, core.image_msgs.decode_compressed "
+              "at 1/1, 1/2, 1/4 of the size: the node's reduced_decode):")
+        print(table(["cpus", "frame", "bytes", "1/1", "1/2", "1/4", "1/2 / 1/1"], jpeg_rows))
         print()
     if node_rows:
         print("Through ROS (publish -> FaceExpressionArray received, ms; held = highest input "

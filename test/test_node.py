@@ -466,6 +466,24 @@ class TestCompressedImages:
         check_face_message(session.process(msg, FIRST_FRAME_TIMEOUT_S), msg,
                            face_model.expression_names)
 
+    def test_large_jpeg_frames_decode_reduced_with_full_size_outputs(self, session, face_frame):
+        """1280x960 with a 512 px face: followed, it is decoded at 1/2 (reduced_decode, the
+        default), and the outputs stay in the full image's pixels."""
+        big = cv2.resize(face_frame, (2 * WIDTH, 2 * HEIGHT), interpolation=cv2.INTER_LINEAR)
+        before = int(session.diagnostic_values(lambda v: True)["frames_decoded_reduced"])
+        for _ in range(4):
+            array = session.process(session.message(big))
+            assert len(array.faces) == 1
+            face = array.faces[0]
+            roi = face.roi
+            centre = (roi.x_offset + roi.width / 2, roi.y_offset + roi.height / 2)
+            assert abs(centre[0] - 2 * 328) < 60 and abs(centre[1] - 2 * 228) < 80, centre
+            landmarks = np.asarray(face.landmarks).reshape(-1, 2)
+            assert np.ptp(landmarks[:, 0]) > 250, "landmarks in full-image pixels"
+        values = session.diagnostic_values(
+            lambda v: int(v["frames_decoded_reduced"]) >= before + 3, 30.0)
+        assert int(values["frames_decoded_reduced"]) >= before + 3
+
     def test_corrupt_and_huge_jpegs_are_counted_and_the_node_goes_on(self, session, face_frame):
         from sensor_msgs.msg import CompressedImage
         from std_msgs.msg import Header

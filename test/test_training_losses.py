@@ -37,6 +37,49 @@ def test_mse_gradient_points_towards_the_target():
     assert (l2.grad > 0).all(), "moving each point down (towards the target) lowers the loss"
 
 
+def test_feature_point_weights_keep_the_loss_size_and_weigh_the_features():
+    assert L.point_weights(1.0) is None, "1.0 is the unweighted loss"
+    w = L.point_weights(3.0, torch.device("cpu"))
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    assert torch.allclose(w[17:] / w[:17].mean(), torch.tensor(3.0))
+    with pytest.raises(ValueError, match="feature_points"):
+        L.point_weights(0.0)
+    l1 = landmarks()
+    w64 = w.double()
+    assert L.landmark_mse(l1.clone(), l1, weights=w64) == 0
+    uniform = l1 + 2.0  # every point equally off: the weights (mean 1) do not change the loss
+    torch.testing.assert_close(L.landmark_mse(uniform, l1, weights=w64), L.landmark_mse(uniform, l1))
+    jaw_off, features_off = l1.clone(), l1.clone()
+    jaw_off[:, :17] += 4.0
+    features_off[:, 17:] += 4.0 * np.sqrt(17 / 51)  # the same unweighted loss
+    torch.testing.assert_close(L.landmark_mse(jaw_off, l1), L.landmark_mse(features_off, l1))
+    assert L.landmark_mse(features_off, l1, weights=w64) > 2.5 * L.landmark_mse(jaw_off, l1, weights=w64)
+    l2 = (l1 + 2.0).requires_grad_(True)
+    L.landmark_mse(l2, l1, weights=w64).backward()
+    assert (l2.grad > 0).all(), "weighted, still towards the target"
+    assert (l2.grad[:, 17:].abs().mean() / l2.grad[:, :17].abs().mean()).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="weights"):
+        L.landmark_mse(l2, l1, weights=w64[:60])
+
+
+def test_total_loss_applies_the_feature_point_weight_to_mse_and_consistency():
+    l1 = landmarks(2)
+    l2 = l1.clone()
+    l2[:, 17:] += 3.0  # only the features off
+    affine = rotation_affine(2)
+    perm = torch.arange(68).expand(2, 68)
+    from face_expr_ros.core.camera import apply_affine
+    l3 = apply_affine(affine, l1)
+    l2_aug = apply_affine(affine, l2)
+    zeros = torch.zeros(2, 40, dtype=torch.float64), torch.zeros(2, 53, dtype=torch.float64)
+    plain = L.total_loss(l1, l2, l3, l2_aug, affine, perm, *zeros, L.LossWeights())
+    weighted = L.total_loss(l1, l2, l3, l2_aug, affine, perm, *zeros,
+                            L.LossWeights(feature_points=3.0))
+    ratio = 3.0 / ((17 + 51 * 3.0) / 68)  # the features' weight after scaling to mean 1
+    torch.testing.assert_close(weighted.mse, plain.mse * ratio)
+    torch.testing.assert_close(weighted.consistency, plain.consistency * ratio)
+
+
 def test_consistency_zero_when_the_three_sets_agree():
     l1 = landmarks()
     affine = rotation_affine(3)

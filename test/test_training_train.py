@@ -55,6 +55,22 @@ def test_run_writes_metrics_weights_and_resumes(tmp_path, data_root, face_model)
     assert resumed.fit(progress=False)["steps"] == 5
 
 
+def failure_report(stderr: str, keep: int = 2000) -> str:
+    """A failed torchrun's stderr: its head (the first rank's error usually comes first), every
+    line that names an error or a signal, and its tail (torchrun's summary)."""
+    marks = ("error", "traceback", "signal", "abort", "exception", "killed", "fatal")
+    flagged = [line for line in stderr.splitlines() if any(m in line.lower() for m in marks)]
+    return (f"--- head ---\n{stderr[:keep]}\n--- error lines ---\n" + "\n".join(flagged[-40:])
+            + f"\n--- tail ---\n{stderr[-keep:]}")
+
+
+def test_failure_report_keeps_the_head_the_errors_and_the_tail():
+    stderr = "start\n" + "noise\n" * 2000 + "RuntimeError: rank 0 died\n" + "noise\n" * 2000 + "end"
+    report = failure_report(stderr, keep=100)
+    assert report.startswith("--- head ---\nstart") and "RuntimeError: rank 0 died" in report
+    assert report.endswith("end") and len(report) < 500
+
+
 def test_two_process_ddp_ranks_agree(tmp_path, data_root, face_model):
     out = tmp_path / "ddp"
     overrides = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "max_steps": 2, "val_every_steps": 2,
@@ -64,7 +80,7 @@ def test_two_process_ddp_ranks_agree(tmp_path, data_root, face_model):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "face_expr_ros.cli", "train", "--no-progress", "--set", *overrides]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, failure_report(done.stderr)
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["steps"] == 2
     hashes = result["rank_weight_hashes"]
@@ -187,3 +203,27 @@ def test_recalibrate_batch_norm_averages_the_views_statistics():
     assert recalibrate_batch_norm(net.eval(), batches) == 2
     torch.testing.assert_close(net[1].running_mean[:3], torch.full((3,), 1.5))  # mean of 0,1,2,3
     assert not net.training and net[1].momentum == 0.1  # mode and momentum restored
+
+
+def test_fine_tuning_at_another_input_size_needs_the_scaled_scale_prior(tmp_path, data_root,
+                                                                         face_model):
+    """The weights carry over to another input size (convolutional backbone, global pooling) when
+    the scale prior follows it (else a clear error); the crop cache keeps the native pixels."""
+    from face_expr_ros.core.weights import save_weights
+    from face_expr_ros.training.crop_cache import cache_params
+
+    torch.manual_seed(0)
+    small = Trainer(tiny_config(tmp_path, data_root))
+    start = tmp_path / "start.safetensors"
+    save_weights(start, small.net)
+    prior = small.net.config.scale_prior
+    with pytest.raises(ValueError, match="needs net.scale_prior"):
+        Trainer(tiny_config(tmp_path, data_root, **{"net.input_size": 96,
+                                                    "init_weights": str(start)}))
+    big = Trainer(tiny_config(tmp_path, data_root, **{"net.input_size": 96,
+                                                      "net.scale_prior": prior * 1.5,
+                                                      "init_weights": str(start)}))
+    for a, b in zip(big.net.state_dict().values(), small.net.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert cache_params(big.config.net).max_side == 192, "the 128 px input's cache side at most"
+    assert cache_params(type(big.config.net)(input_size=160)).max_side == 240

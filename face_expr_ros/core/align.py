@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .camera import apply_affine, compose_affine, crop_affine, invert_affine
+from .reduced_image import ReducedImage, image_pixels
 
 DEFAULT_SIZE = 128
 PREFILTER_SHRINK = 2.0
@@ -102,7 +103,7 @@ def warp_crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.nda
     """(H, W, C) image -> (size, size, C) through the 2x3 ``image_to_crop`` (bilinear, replicate;
     prefiltered when it shrinks by more than :data:`PREFILTER_SHRINK`, module docstring)."""
     affine = np.asarray(image_to_crop, np.float64)
-    shrink = 1.0 / np.sqrt(abs(np.linalg.det(affine[:, :2])))  # image pixels per crop pixel
+    shrink = crop_shrink(affine)
     if shrink > PREFILTER_SHRINK:
         image, affine = _reduced_region(image, affine, size, int(np.ceil(shrink / PREFILTER_SHRINK)))
     return cv2.warpAffine(image, affine, (size, size),
@@ -137,21 +138,31 @@ def _multiple_end(start: int, end: int, limit: int, factor: int) -> int:
     return longer if longer <= limit else start + (end - start) // factor * factor
 
 
-def crop_from_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int = DEFAULT_SIZE,
-                        margin: float = CROP_MARGIN) -> Crop:
-    """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added."""
+def crop_from_landmarks(image: np.ndarray | ReducedImage, landmarks: np.ndarray,
+                        size: int = DEFAULT_SIZE, margin: float = CROP_MARGIN) -> Crop:
+    """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added.
+    A core.reduced_image.ReducedImage is cut from its reduced pixels (``landmarks`` and the
+    Crop's affines in full-image pixels)."""
     return _crop(image, crop_affine(landmark_box(landmarks), size, margin), size)
 
 
-def crop_from_box(image: np.ndarray, box, size: int = DEFAULT_SIZE, margin: float = CROP_MARGIN,
-                  rule: BoxRule = DETECTOR_BOX_RULE) -> Crop:
+def crop_from_box(image: np.ndarray | ReducedImage, box, size: int = DEFAULT_SIZE,
+                  margin: float = CROP_MARGIN, rule: BoxRule = DETECTOR_BOX_RULE) -> Crop:
     """Crop from a detector box (x0, y0, x1, y1): ``rule`` turns it into a landmark-equivalent box,
     then the same framing as :func:`crop_from_landmarks`."""
     return _crop(image, crop_affine(rule.apply(box), size, margin), size)
 
 
-def _crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> Crop:
-    return Crop(warp_crop(image, image_to_crop, size), invert_affine(image_to_crop), image_to_crop)
+def crop_shrink(image_to_crop: np.ndarray) -> float:
+    """Image pixels per crop pixel of a 2x3 image -> crop affine."""
+    return float(1.0 / np.sqrt(abs(np.linalg.det(np.asarray(image_to_crop, np.float64)[:, :2]))))
+
+
+def _crop(image: np.ndarray | ReducedImage, image_to_crop: np.ndarray, size: int) -> Crop:
+    pixels, to_image = image_pixels(image)
+    source_to_crop = image_to_crop if to_image is None else compose_affine(image_to_crop, to_image)
+    return Crop(warp_crop(pixels, source_to_crop, size), invert_affine(image_to_crop),
+                image_to_crop)
 
 
 def calibrate_box_rule(detector_boxes: np.ndarray, landmark_boxes: np.ndarray) -> BoxRule:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .imageio import truncation_reason
+from .reduced_image import FACTORS, ReducedImage
 
 # 40 Mpx: above any camera a face node should see (8K UHD is 33 Mpx); 8000x8000 is rejected.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -90,6 +91,23 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     Raises:
         ImageConversionError: empty, corrupt or truncated data, a depth image, too many pixels.
     """
+    return decode_compressed(msg, max_pixels).pixels
+
+
+def decode_compressed(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      reduction=None) -> ReducedImage:
+    """:func:`compressed_to_rgb`, for a JPEG at a reduced size when ``reduction`` asks for it.
+
+    Args:
+        msg, max_pixels: as :func:`compressed_to_rgb` (``max_pixels`` counts the full image).
+        reduction: ``(width, height) -> factor`` (core.reduced_image.FACTORS), called with a
+            JPEG's size from its header; None, or data that is not a JPEG: full size.
+    Returns:
+        the pixels with the full image's size (core.reduced_image.ReducedImage; factor 1:
+        the full image).
+    Raises:
+        ImageConversionError: as :func:`compressed_to_rgb`.
+    """
     fmt = msg.format
     if "compresseddepth" in fmt.lower():
         raise ImageConversionError(
@@ -102,13 +120,66 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     if truncated is not None:
         raise ImageConversionError(f"CompressedImage (format {fmt!r}, {data.size} bytes) is a "
                                    f"{truncated}")
-    rgb = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)  # RGB straight from the decoder, no cvtColor
+    size = jpeg_size(data) if reduction is not None else None
+    factor = 1
+    if size is not None:
+        _check_size(size[0], size[1], max_pixels, "CompressedImage")
+        factor = int(reduction(*size))
+        if factor not in FACTORS:
+            raise ValueError(f"reduction returned {factor}, not one of {FACTORS}")
+    # RGB straight from the decoder, no cvtColor (IMREAD_REDUCED_GRAYSCALE_k | IMREAD_COLOR_RGB
+    # is IMREAD_REDUCED_COLOR_k in RGB order)
+    rgb = cv2.imdecode(data, _REDUCED_RGB[factor])
     if rgb is None:
         raise ImageConversionError(
             f"CompressedImage (format {fmt!r}, {data.size} bytes) could not be decoded: corrupt "
             "data or a format OpenCV cannot read")
-    _check_size(rgb.shape[1], rgb.shape[0], max_pixels, "CompressedImage")
-    return rgb
+    if size is None:
+        _check_size(rgb.shape[1], rgb.shape[0], max_pixels, "CompressedImage")
+        size = (rgb.shape[1], rgb.shape[0])
+    try:
+        return ReducedImage(rgb, factor, size[0], size[1])
+    except ValueError as err:  # a header that does not describe the data
+        raise ImageConversionError(f"CompressedImage (format {fmt!r}): {err}") from None
+
+
+_REDUCED_RGB = {1: cv2.IMREAD_COLOR_RGB,
+                2: cv2.IMREAD_REDUCED_GRAYSCALE_2 | cv2.IMREAD_COLOR_RGB,
+                4: cv2.IMREAD_REDUCED_GRAYSCALE_4 | cv2.IMREAD_COLOR_RGB,
+                8: cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_COLOR_RGB}
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, ...): not DHT (C4),
+# JPG (C8) or DAC (CC); their segment holds precision, height, width
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame header, None when ``data`` (uint8) is not a
+    JPEG or has no readable one (then a full decode decides)."""
+    raw = memoryview(data)
+    if len(raw) < 4 or raw[0] != 0xFF or raw[1] != 0xD8:
+        return None
+    at = 2
+    while at + 4 <= len(raw):
+        if raw[at] != 0xFF:
+            return None
+        marker = raw[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            at += 2
+            continue
+        length = (raw[at + 2] << 8) | raw[at + 3]
+        if marker in _SOF_MARKERS:
+            if length < 7 or at + 9 > len(raw):
+                return None
+            height = (raw[at + 5] << 8) | raw[at + 6]
+            width = (raw[at + 7] << 8) | raw[at + 8]
+            return (width, height) if width > 0 and height > 0 else None
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        at += 2 + length
+    return None
 
 
 def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:

@@ -23,10 +23,12 @@ import cv2
 import numpy as np
 import torch
 
-from .align import DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks, landmark_box
+from .align import (DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks,
+                    crop_shrink, landmark_box)
 from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
-                     gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
+                     crop_affine, gaze_frame_rotation, matrix_to_euler, metric_position,
+                     pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
 from .detect_thread import DetectionThread
 from .facemodel import FaceModel, load_face_model
@@ -34,6 +36,7 @@ from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, D
                      MIN_INSIDE, PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping,
                      presence)
 from .projection import LandmarkProjector
+from .reduced_image import ReducedImage, image_size, reduction_for
 from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
@@ -269,12 +272,19 @@ class Reconstructor:
     def input_size(self) -> int:
         return self.net.config.input_size
 
-    def reconstruct(self, image: np.ndarray, timestamp: float | None = None) -> list[Face]:
+    def reconstruct(self, image: np.ndarray | ReducedImage,
+                    timestamp: float | None = None) -> list[Face]:
         """All faces of an (H, W, 3) uint8 RGB image (gray (H, W) accepted), largest first.
 
         ``timestamp`` (seconds) drives the tracker's smoothing; default: the monotonic clock.
+        A core.reduced_image.ReducedImage (a JPEG decoded at a fraction of its size, as
+        :meth:`reduction_for` allows) gives faces in its full image's pixels.
         """
-        image = as_rgb_uint8(image)
+        if isinstance(image, ReducedImage):
+            image = ReducedImage(as_rgb_uint8(image.pixels), image.factor, image.width,
+                                 image.height)
+        else:
+            image = as_rgb_uint8(image)
         timestamp = time.monotonic() if timestamp is None else float(timestamp)
         timings = Timings()
         if self.follower is not None:
@@ -291,10 +301,28 @@ class Reconstructor:
         self.timings = timings
         return sorted(faces, key=lambda f: -f.area)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Detections, at most ``max_faces``, the largest kept."""
-        detections = self.detector.detect(image)
+    def detect(self, image: np.ndarray | ReducedImage) -> list[Detection]:
+        """Detections, at most ``max_faces``, the largest kept (in full-image pixels)."""
+        if isinstance(image, ReducedImage) and image.factor > 1:
+            detections = _detections_to_image(image, self.detector.detect(
+                image.pixels, min_face_px=-(-self.detector.min_face_px // image.factor)))
+        else:
+            detections = self.detector.detect(getattr(image, "pixels", image))
         return sorted(detections, key=lambda d: -d.area)[: self.max_faces]
+
+    def reduction_for(self, width: int, height: int, max_factor: int = 8) -> int:
+        """How much smaller the next frame (``width`` x ``height``) may be decoded without
+        changing its faces (core.reduced_image.reduction_for): tracking mode only, as far as the
+        detector's ``max_side`` and the followed faces' crops (their last landmarks) allow.
+        A face a detection finds in a reduced frame gets its first crop from it (one frame; its
+        next crops follow this rule)."""
+        if self.follower is None:
+            return 1
+        landmarks = ([f.landmarks for f in self.follower.faces.values()]
+                     + [lm for lm, _ in self.follower.new_faces])
+        shrinks = [crop_shrink(crop_affine(landmark_box(lm), self.input_size,
+                                           self.net.config.crop_margin)) for lm in landmarks]
+        return reduction_for(width, height, self.detector.max_side, shrinks, max_factor)
 
     def _timed_detect(self, image: np.ndarray, timings: Timings) -> list[Detection]:
         start = time.perf_counter()
@@ -460,7 +488,7 @@ class Reconstructor:
         framed = predicted + [lm for lm, _ in news]
         faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news], timings)
         faces, crops, framed = self._refine(image, faces, crops, framed, timings)
-        height, width = image.shape[:2]
+        width, height = image_size(image)
         lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
                 if inside_fraction(landmark_box(face.landmarks), width, height) < MIN_INSIDE
                 or self._presence(face, crop, expected, timings) < follower.presence_threshold}
@@ -554,3 +582,15 @@ def detector_box(landmarks: np.ndarray) -> np.ndarray:
 
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _detections_to_image(image: ReducedImage, detections: list[Detection]) -> list[Detection]:
+    """Detections in ``image``'s reduced pixels -> full-image pixels (boxes clipped to it)."""
+    to_image = image.to_image
+    out = []
+    for d in detections:
+        corners = apply_affine(to_image, d.box.reshape(2, 2)).reshape(4)
+        box = np.clip(corners, 0.0, [image.width - 1, image.height - 1] * 2)
+        keypoints = None if d.keypoints is None else apply_affine(to_image, d.keypoints)
+        out.append(Detection(box, d.score, keypoints))
+    return out

@@ -27,7 +27,7 @@ from face_expr_ros.core.camera import matrix_to_quaternion
 # node's one module for message conversions.
 from face_expr_ros.core.image_msgs import (DEFAULT_MAX_PIXELS, SUPPORTED_ENCODINGS,  # noqa: F401
                                            ImageConversionError, compressed_to_rgb,  # noqa: F401
-                                           image_to_rgb)  # noqa: F401
+                                           decode_compressed, image_to_rgb)  # noqa: F401
 
 _ENCODERS = {"rgb8": None, "bgr8": cv2.COLOR_RGB2BGR}
 

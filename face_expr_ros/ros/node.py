@@ -74,6 +74,7 @@ RECONSTRUCTOR_SETTINGS = frozenset({"detection_threshold", "min_face_px", "detec
 from face_expr_ros.ros.parameters import (  # noqa: F401  (re-exported: tests, tools)
     NODE_NAME, PARAMETERS, PARAMETERS_BY_NAME, ParameterSpec, check_value, default_parameters,
     TRACKING_PREFIX, descriptor_for, parameters_markdown, parameters_yaml)
+from face_expr_ros.core.reduced_image import image_size
 from face_expr_ros.core.tracking import ID_PREFIX
 from face_expr_ros.ros.stats import NodeStats, stamp_latency_ms
 
@@ -414,7 +415,10 @@ class FaceExprNode(LifecycleNode):
         settings = self._apply_settings()
         max_pixels = int(settings["max_image_pixels"])
         if isinstance(msg, CompressedImage):
-            rgb = ros_convert.compressed_to_rgb(msg, max_pixels)
+            decoded = ros_convert.decode_compressed(msg, max_pixels, self._reduction(settings))
+            self.stats.count_reduced(decoded.factor)
+            # a reduced frame only reaches what maps it to the full image's pixels
+            rgb = decoded if decoded.factor > 1 else decoded.pixels
         else:
             rgb = ros_convert.image_to_rgb(msg, max_pixels)
         header = msg.header
@@ -424,7 +428,7 @@ class FaceExprNode(LifecycleNode):
         stamp_ns = header.stamp.sec * 10 ** 9 + header.stamp.nanosec
         # a zero stamp (some drivers) would freeze the smoothing filters: use the receive time
         timestamp = header.stamp.sec + header.stamp.nanosec * 1e-9 if stamp_ns > 0 else received_at
-        height, width = rgb.shape[:2]
+        width, height = image_size(rgb)
         faces = self.reconstructor.reconstruct(rgb, timestamp)
         dropped_ids = self.reconstructor.tracker.dropped_ids()
         K = self._intrinsics(width, height, settings)
@@ -452,6 +456,15 @@ class FaceExprNode(LifecycleNode):
             self.stats.faces = len(faces)
         # the tracking mode's detection, after this frame's faces are out (core.reconstruct)
         self.reconstructor.detect_deferred()
+
+    def _reduction(self, settings: dict[str, Any]):
+        """The ``(width, height) -> factor`` of a JPEG's decode (parameter reduced_decode), or
+        None (full size): the outputs that draw on the image's pixels need them all."""
+        if not settings["reduced_decode"] or settings["publish_debug_image"]:
+            return None
+        if self._rep155 is not None and self._rep155.wants_images():
+            return None
+        return self.reconstructor.reduction_for
 
     def _intrinsics(self, width: int, height: int, settings: dict[str, Any]) -> np.ndarray:
         """K of the latest CameraInfo (rescaled to this image's size), else the default K."""
@@ -569,6 +582,7 @@ class FaceExprNode(LifecycleNode):
             ("dropped_frames", s["dropped"]), ("bad_messages", s["bad_messages"]),
             ("processing_errors", s["processing_errors"]),
             ("incompatible_qos_events", s["incompatible_qos"]), ("faces", s["faces"]),
+            ("frames_decoded_reduced", s["reduced"]),
             ("camera_info", "received" if self._camera is not None
              else f"none (default_hfov_deg {self.setting('default_hfov_deg')})"),
             ("last_error", s["last_error"]),

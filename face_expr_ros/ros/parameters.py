@@ -118,6 +118,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_image_pixels", 40_000_000,
                   "Images with more pixels (width x height) are rejected as bad messages.",
                   low=1, high=_INT_MAX),
+    ParameterSpec("reduced_decode", True,
+                  "image_transport compressed, tracking mode: a JPEG is decoded at 1/2, 1/4 or 1/8 "
+                  "of its size when that changes no output: the detector would downscale it as "
+                  "much (detector_max_side) and every followed face's crop shrinks it as much; "
+                  "not while publish_debug_image or a REP-155 cropped/aligned topic is "
+                  "subscribed (docs/node.md; 1280x720 at 1/2 decodes in about half the time).",
+                  ),
     ParameterSpec("default_hfov_deg", 60.0,
                   "Horizontal field of view assumed while no CameraInfo (with fx > 0) has arrived "
                   "on camera_info; sets the metric scale of head positions.", low=1.0, high=179.0),

@@ -25,7 +25,10 @@ from hri_msgs.msg import (Expression, FacialActionUnits, FacialLandmarks, IdsLis
 from sensor_msgs.msg import Image
 
 from ..core.emotions import EMOTIONS, valence_arousal
+from ..core import reduced_image
+from ..core.camera import apply_affine, invert_affine
 from ..core.face_crops import aligned_crop, eye_centres, padded_crop
+from ..core.reduced_image import ReducedImage
 from ..core.facs import action_units
 from .convert import box_to_roi, rgb_to_image
 
@@ -118,8 +121,12 @@ class _FaceTopics:
     def all(self) -> tuple[Any, ...]:
         return (self.roi, self.landmarks, self.facs, self.expression, self.cropped, self.aligned)
 
-    def publish(self, header: Any, rgb: np.ndarray, face: Any, size: tuple[int, int]) -> None:
-        image_size = (rgb.shape[1], rgb.shape[0])
+    def wants_images(self) -> bool:
+        return self.cropped.get_subscription_count() > 0 or self.aligned.get_subscription_count() > 0
+
+    def publish(self, header: Any, rgb: np.ndarray | ReducedImage, face: Any,
+                size: tuple[int, int]) -> None:
+        image_size = reduced_image.image_size(rgb)
         self.roi.publish(normalized_roi(header, face.box, image_size, face.score))
         self.landmarks.publish(facial_landmarks(header, face.landmarks, image_size, face.score))
         self.facs.publish(facial_action_units(header, face.names, face.coefficients, face.score))
@@ -132,10 +139,18 @@ class _FaceTopics:
         if want_cropped or want_aligned:
             roi = box_to_roi(face.box, image_size)
             region = (roi.x_offset, roi.y_offset, roi.width, roi.height)
+            pixels, to_image = reduced_image.image_pixels(rgb)
+            landmarks = face.landmarks
+            if to_image is not None:  # a reduced frame (node parameter reduced_decode): its pixels
+                to_pixels = invert_affine(to_image)
+                corners = apply_affine(to_pixels, np.array(region, np.float64).reshape(2, 2)
+                                       .cumsum(axis=0))
+                region = (*corners[0], *(corners[1] - corners[0]))
+                landmarks = apply_affine(to_pixels, landmarks)
             if want_cropped:
-                self.cropped.publish(rgb_to_image(padded_crop(rgb, region, size)[0], header))
+                self.cropped.publish(rgb_to_image(padded_crop(pixels, region, size)[0], header))
             if want_aligned:
-                image = aligned_crop(rgb, region, face.landmarks, size)[0]
+                image = aligned_crop(pixels, region, landmarks, size)[0]
                 self.aligned.publish(rgb_to_image(image, header))
 
 
@@ -156,7 +171,11 @@ class Rep155Output:
         """The ids that have topics now (in the order they appeared)."""
         return list(self._faces)
 
-    def publish(self, header: Any, rgb: np.ndarray, faces: Sequence[Any],
+    def wants_images(self) -> bool:
+        """Does any face's ``cropped`` or ``aligned`` topic have a subscriber?"""
+        return any(topics.wants_images() for topics in self._faces.values())
+
+    def publish(self, header: Any, rgb: np.ndarray | ReducedImage, faces: Sequence[Any],
                 dropped_ids: Sequence[str], size: tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE)
                 ) -> None:
         """One processed frame: drop the tracker's dropped ids, publish every confirmed face
@@ -164,7 +183,8 @@ class Rep155Output:
 
         Args:
             header: the image's header.
-            rgb: (H, W, 3) uint8 the image the faces come from.
+            rgb: (H, W, 3) uint8 the image the faces come from (or a
+                core.reduced_image.ReducedImage of it).
             faces: core Faces (their ``id`` is the tracker's, a valid REP-155 id:
                 core.tracking.ID_PREFIX).
             dropped_ids: the tracker's ids dropped at this frame.

@@ -27,11 +27,18 @@ class NodeStats:
         self.received = self.processed = self.dropped = 0
         self.bad_messages = self.processing_errors = self.incompatible_qos = 0
         self.faces = 0
+        self.reduced = 0  # JPEG frames decoded at a reduced size (parameter reduced_decode)
         self.last_error = ""
         self._period_start = time.monotonic()
         self._period_received = self._period_processed = 0
         # (t, receive ms, stamp ms or None)
         self._latency: deque[tuple[float, float, float | None]] = deque()
+
+    def count_reduced(self, factor: int) -> None:
+        """One decoded frame, at 1/``factor`` of its size."""
+        if factor > 1:
+            with self.lock:
+                self.reduced += 1
 
     def add_latency(self, receive_ms: float, stamp_ms: float | None) -> None:
         """One processed frame; ``stamp_ms`` None: the image had no stamp (left out of the
@@ -55,6 +62,7 @@ class NodeStats:
             out = dict(received=self.received, processed=self.processed, dropped=self.dropped,
                        bad_messages=self.bad_messages, processing_errors=self.processing_errors,
                        incompatible_qos=self.incompatible_qos, faces=self.faces,
+                       reduced=self.reduced,
                        last_error=self.last_error, fps_in=fps_in, fps_out=fps_out)
         for key, column in (("receive", 1), ("stamp", 2)):
             values = np.array([s[column] for s in recent if s[column] is not None])

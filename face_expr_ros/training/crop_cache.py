@@ -48,6 +48,13 @@ class CacheParams:
     inside_min: float = 0.75         # a half-face crop needs this much of its area in the image
 
 
+def cache_params(net) -> CacheParams:
+    """The cache framing for a network (core.network.NetworkConfig): its margin, and a side cap
+    that keeps the network crop's native pixels (192 at the 128 px input, in proportion above)."""
+    return CacheParams(margin=net.crop_margin,
+                       max_side=max(CacheParams.max_side, 2 * round(0.75 * net.input_size)))
+
+
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "face_expr_ros" / "crops"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.camera import apply_affine
+from ..core.contour import N_JAW
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class LossWeights:
     emotion: float = 0.0      # cross-entropy of the emotion head with the human labels
     coefficient_emotion: float = 0.0  # cross-entropy of a linear probe on the 53 coefficients
     presence: float = 0.0     # BCE of the presence head (faces 1, no face / half a face 0)
+    # weight of the 51 feature points (brows, eyes, nose, mouth) against the 17 jaw points in the
+    # landmark MSE and the consistency term: the jaw labels are the least certain (the outline
+    # moves over the face as it turns; the teacher's map is weakest there) and, squared, their
+    # errors drown the features' (docs/training.md, "Feature-point weight")
+    feature_points: float = 1.0
 
 
 def face_size(landmarks: torch.Tensor) -> torch.Tensor:
@@ -45,19 +51,37 @@ def face_size(landmarks: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(extent.prod(dim=-1).clamp_min(1.0))
 
 
+def point_weights(feature_points: float, device: torch.device | None = None) -> torch.Tensor | None:
+    """(68,) weights of the iBUG points, the 17 jaw points 1 and the 51 feature points
+    ``feature_points``, scaled to mean 1 (so the loss keeps its size); None for 1.0 (unweighted)."""
+    if feature_points <= 0:
+        raise ValueError(f"feature_points must be > 0, got {feature_points}")
+    if feature_points == 1.0:
+        return None
+    weights = torch.ones(68, device=device)
+    weights[N_JAW:] = feature_points
+    return weights / weights.mean()
+
+
 def landmark_mse(predicted: torch.Tensor, target: torch.Tensor,
-                 size: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over points and batch of ``||predicted - target||^2 / size^2``.
+                 size: torch.Tensor | None = None,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over points and batch of ``w_i ||predicted_i - target_i||^2 / size^2``.
 
     Args:
         predicted, target: (B, N, 2) pixels.
         size: (B,) normaliser; default :func:`face_size` of ``target``.
+        weights: (N,) per-point weights of mean 1 (:func:`point_weights`); None: all 1.
     """
     if predicted.shape != target.shape or predicted.shape[-1] != 2:
         raise ValueError(f"landmark_mse: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
                          "must be equal (B, N, 2)")
     size = face_size(target) if size is None else size
     squared = ((predicted - target) ** 2).sum(-1)  # (B, N)
+    if weights is not None:
+        if weights.shape != squared.shape[1:]:
+            raise ValueError(f"landmark_mse: weights {tuple(weights.shape)} for {squared.shape[1]} points")
+        squared = squared * weights
     return (squared.mean(dim=1) / size ** 2).mean()
 
 
@@ -68,7 +92,7 @@ def permute_points(points: torch.Tensor, permutation: torch.Tensor) -> torch.Ten
 
 def consistency_loss(predicted_augmented: torch.Tensor, target_augmented: torch.Tensor,
                      predicted: torch.Tensor, affine: torch.Tensor,
-                     permutation: torch.Tensor) -> torch.Tensor:
+                     permutation: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Consistency of the three landmark sets through the random affine A.
 
     Args:
@@ -77,11 +101,12 @@ def consistency_loss(predicted_augmented: torch.Tensor, target_augmented: torch.
         predicted: L2, (B, N, 2) on the original image.
         affine: (B, 2, 3) A, original -> augmented pixels.
         permutation: (B, N) int64 re-indexing applied after A (identity when not flipped).
+        weights: (N,) per-point weights (:func:`point_weights`); None: all 1.
     """
     size = face_size(target_augmented)
     carried = permute_points(apply_affine(affine, predicted), permutation)  # A(L2), re-indexed
-    return (landmark_mse(predicted_augmented, target_augmented, size)
-            + landmark_mse(predicted_augmented, carried, size))
+    return (landmark_mse(predicted_augmented, target_augmented, size, weights)
+            + landmark_mse(predicted_augmented, carried, size, weights))
 
 
 def identity_prior(identity: torch.Tensor) -> torch.Tensor:
@@ -191,11 +216,12 @@ def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
     (weight ``weights.blendshapes``); None or weight 0: the term is 0. The rotation, emotion and
     presence terms are added by the caller with :meth:`LossTerms.add`.
     """
-    mse = landmark_mse(l2, l1)
+    points = point_weights(weights.feature_points, l2.device)
+    mse = landmark_mse(l2, l1, weights=points)
     zero = mse.new_zeros(())
     cons = zero
     if weights.consistency > 0 and l2_augmented is not None:
-        cons = consistency_loss(l2_augmented, l3, l2, affine, permutation)
+        cons = consistency_loss(l2_augmented, l3, l2, affine, permutation, points)
     id_prior = identity_prior(identity) if weights.identity_prior > 0 else zero
     sparsity = expression_sparsity(expression) if weights.expression_sparsity > 0 else zero
     distill = zero

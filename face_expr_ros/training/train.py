@@ -32,7 +32,7 @@ from ..core.reconstruct import pick_device
 from ..core.weights import load_weights, save_weights, tensor_hash
 from . import losses
 from .config import TrainConfig, config_to_dict
-from .crop_cache import CacheParams, build_crop_cache
+from .crop_cache import build_crop_cache, cache_params
 from .datasets import build_index, load_teacher_cache, split_of
 from .metrics import nme
 from .pairs import LandmarkPairs, PairParams
@@ -84,7 +84,7 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
             log.warning("set %s has no landmarks (annotate it first): left out", set_name)
             continue
         if data.crop_cache:
-            crops[set_name] = build_crop_cache(set_name, entries, CacheParams(margin=config.net.crop_margin),
+            crops[set_name] = build_crop_cache(set_name, entries, cache_params(config.net),
                                                data.cache_workers)
         tr = [e for e in entries if split_of(e, data.val_fraction) == "train"]
         va = [e for e in entries if split_of(e, data.val_fraction) == "val"]
@@ -220,11 +220,24 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         """Start from trained weights (fine-tuning); their network config must be this run's."""
         source = load_weights(Path(path).expanduser(), "cpu")
-        heads = {"emotion_head": self.config.net.emotion_head,
-                 "presence_head": self.config.net.presence_head}
-        if dataclasses.replace(source.config, **heads) != self.config.net:
+        # the optional heads may differ, and so may the input size: the backbone is convolutional
+        # with a global pooling, so its weights carry over to another resolution; the run's
+        # scale prior must then follow the input size (core.network.NetworkConfig.scale_prior)
+        free = {"emotion_head": self.config.net.emotion_head,
+                "presence_head": self.config.net.presence_head,
+                "input_size": self.config.net.input_size, "scale_prior": self.config.net.scale_prior}
+        if dataclasses.replace(source.config, **free) != self.config.net:
             raise ValueError(f"init_weights {path}: network config {source.config} differs from "
-                             f"the run's {self.config.net} (beyond the optional heads)")
+                             f"the run's {self.config.net} (beyond the optional heads and the "
+                             "input size)")
+        resized = self.config.net.input_size / source.config.input_size
+        if not np.isclose(self.config.net.scale_prior, source.config.scale_prior * resized,
+                          rtol=1e-3):
+            raise ValueError(f"init_weights {path}: input size {source.config.input_size} -> "
+                             f"{self.config.net.input_size} needs net.scale_prior "
+                             f"{source.config.scale_prior * resized:.4f} (the source's "
+                             f"{source.config.scale_prior:.4f} x {resized:g}), got "
+                             f"{self.config.net.scale_prior:.4f}")
         # heads the source lacks keep their fresh initialisation; heads the run drops are ignored
         own = self.net.state_dict()
         self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},

@@ -381,18 +381,21 @@ def node_runs(frames, threads: int, weights: str | None, settings: Settings,
 
 
 def open_loop_runs(frames, weights: str | None, seconds: float, log: callable,
-                   backend: str = "auto", cpus: str = "0,1") -> list[list[str]]:
+                   backend: str = "auto", cpus: str = "0,1",
+                   ours_params: dict[str, str] | None = None,
+                   transports: tuple[str, ...] = ("raw", "compressed")) -> list[list[str]]:
     """Part 3 of the module docstring: one table row per frame, transport and face count."""
     from open_loop import Publisher, image_messages, moving_frames, run_open_loop
 
     prefix, env = ["taskset", "-c", cpus], thread_env(len(cpus.split(",")))
     rows = []
-    for transport in ("raw", "compressed"):
+    for transport in transports:
         params = {"image_transport": transport}
         nodes = {
             "ours": NodeProcess("face_expr_ros.ros.node", f"/ol_ours_{transport}",
                                 {**params, "backend": backend,
-                                 **({"weights_path": weights} if weights else {})},
+                                 **({"weights_path": weights} if weights else {}),
+                                 **(ours_params or {})},
                                 prefix, env, name=f"face_expr_node[{transport}]"),
             "mp": NodeProcess(str(MP_NODE), f"/ol_mp_{transport}", {**params, "num_faces": "3"},
                               prefix, env, name=f"mediapipe_node[{transport}]"),
@@ -480,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="CPU counts to pin to (default: 1 2; --quick: 1)")
     parser.add_argument("--no-stages", action="store_true", help="skip the in-process stage table")
+    parser.add_argument("--ours-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a face_expr_node parameter for the open loop (repeatable), e.g. "
+                             "reduced_decode:=false")
+    parser.add_argument("--transports", nargs="+", choices=("raw", "compressed"),
+                        default=["raw", "compressed"], help="open-loop inputs")
     parser.add_argument("--no-nodes", action="store_true", help="skip the ROS node measurements")
     parser.add_argument("--omp-active", action="store_true",
                         help="leave OMP_WAIT_POLICY unset (OpenMP's spinning default) in the "
@@ -519,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ROS_DOMAIN_ID={domain}; "
           f"weights {weights}; OMP_WAIT_POLICY={OMP_WAIT_POLICY or '(unset)'}; stage backends "
-          f"{' '.join(args.backends)}; node backend {args.node_backend}", flush=True)
+          f"{' '.join(args.backends)}; node backend {args.node_backend}"
+          + "".join(f"; {p}" for p in args.ours_param), flush=True)
     frames = make_frames()
 
     def log(text: str) -> None:
@@ -555,8 +564,10 @@ def main(argv: list[str] | None = None) -> int:
                     held_ratio(ours, mp)])
     open_rows = []
     if not args.no_open_loop and available >= 2:
+        ours_params = dict(p.split(":=", 1) for p in args.ours_param)
         open_rows = open_loop_runs(frames, weights, args.open_loop_seconds, log,
-                                   args.node_backend)
+                                   args.node_backend, ours_params=ours_params,
+                                   transports=tuple(args.transports))
     print()
     if stage_rows:
         print("Per-stage ms (median, in-process core.Reconstructor on the same frames; total = "

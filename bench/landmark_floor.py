@@ -1,0 +1,108 @@
+"""Where the landmark error is: the face model's own floor against the network's error.
+
+On helen_train's human labels (crops framed on the labels, so the detector plays no part):
+
+- ``network, validation``: the network's NME on the validation subjects;
+- ``network, training split``: the same on training-split faces (an over-fitting network would be
+  far better here than on validation);
+- ``face model fit``: identity (the network's K modes), expression (in [0, 1]) and pose optimised
+  per validation face (Adam, starting from the network's answer) to the human labels through the
+  same projection and dynamic contour (core.projection): what the face model can represent.
+
+    .venv/bin/python bench/landmark_floor.py [--weights W] [--iterations 300] [--limit N]
+
+Prints one table (NME68, NME51: mean point error / outer inter-ocular distance).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from face_expr_ros.core.align import apply_affine, crop_from_landmarks  # noqa: E402
+from face_expr_ros.core.network import FaceParams  # noqa: E402
+from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
+from face_expr_ros.training.datasets import build_index, load_image_rgb, split_of  # noqa: E402
+from face_expr_ros.training.metrics import nme_per_image  # noqa: E402
+
+
+def skew(w: torch.Tensor) -> torch.Tensor:
+    """(B, 3) -> (B, 3, 3) cross-product matrices."""
+    z = torch.zeros_like(w[:, 0])
+    return torch.stack([torch.stack([z, -w[:, 2], w[:, 1]], -1),
+                        torch.stack([w[:, 2], z, -w[:, 0]], -1),
+                        torch.stack([-w[:, 1], w[:, 0], z], -1)], -2)
+
+
+def crop_and_labels(rec: Reconstructor, entry) -> tuple[torch.Tensor, np.ndarray]:
+    image = load_image_rgb(entry.path)
+    crop = crop_from_landmarks(image, entry.landmarks, rec.input_size, rec.net.config.crop_margin)
+    pixels = torch.from_numpy(crop.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    return pixels, apply_affine(crop.image_to_crop, entry.landmarks)
+
+
+def fit(rec: Reconstructor, params: FaceParams, target: np.ndarray, iterations: int) -> np.ndarray:
+    """The face model's landmarks optimised to ``target`` (68, 2) crop pixels."""
+    goal = torch.tensor(target, dtype=torch.float32)[None]
+    identity = params.identity.clone().requires_grad_()
+    logits = torch.logit(params.expression.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_()
+    turn = torch.zeros(1, 3, requires_grad=True)
+    shift = params.translation[:, :2].clone().requires_grad_()
+    log_scale = torch.log(params.scale).clone().requires_grad_()
+    optimiser = torch.optim.Adam([identity, logits, turn, shift, log_scale], lr=0.02)
+    for _ in range(iterations):
+        rotation = params.rotation @ torch.linalg.matrix_exp(skew(turn))
+        translation = torch.cat([shift, torch.zeros(1, 1)], 1)
+        landmarks = rec.projector(FaceParams(identity, torch.sigmoid(logits), rotation, translation,
+                                             torch.exp(log_scale)), rec.input_size)
+        loss = ((landmarks - goal) ** 2).sum(-1).mean() + 1e-3 * (identity ** 2).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return landmarks[0].detach().numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", default=None, help="default: the package's")
+    parser.add_argument("--iterations", type=int, default=300, help="Adam steps per face")
+    parser.add_argument("--limit", type=int, default=200, help="training-split faces measured")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    rec = Reconstructor(weights=args.weights, device="cpu", backend="torch", max_faces=1)
+    labelled = [e for e in build_index("helen_train")
+                if e.landmarks is not None and e.landmark_source == "human"]
+    rows: dict[str, list] = {"network, validation": [], "network, training split": [],
+                             "face model fit, validation": []}
+    for split, name in (("val", "network, validation"), ("train", "network, training split")):
+        entries = [e for e in labelled if split_of(e) == split]
+        for entry in entries[: args.limit] if split == "train" else entries:
+            pixels, target = crop_and_labels(rec, entry)
+            with torch.no_grad():
+                params = rec.net(pixels)
+                landmarks = rec.projector(params, rec.input_size)[0].numpy()
+            rows[name].append(nme_per_image(landmarks, target))
+            if split == "val":
+                rows["face model fit, validation"].append(
+                    nme_per_image(fit(rec, params, target, args.iterations), target))
+    print(f"bench/landmark_floor.py: helen_train human labels, crops framed on them; weights "
+          f"{args.weights or 'package'}; {args.iterations} Adam steps per fit; load average "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("| what | faces | NME68 | NME51 |\n|---|---|---|---|")
+    for name, values in rows.items():
+        v = np.asarray(values, np.float64)
+        print(f"| {name} | {len(v)} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.4f} |")
+    print(f"\n{time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -147,19 +147,13 @@ def stage_times(frames, threads: int, weights: str | None, repeats: int,
 
 
 def jpeg_decode_times(rgb: np.ndarray, repeats: int) -> dict:
-    """Median ms of decoding the frame's JPEG (bench/open_loop.py's quality) at 1/1, 1/2, 1/4
+    """Median ms of decoding the frame's JPEG (the open loop's message) at 1/1, 1/2, 1/4
     (core.image_msgs.decode_compressed, what the node's reduced_decode chooses from)."""
-    from types import SimpleNamespace
-
-    import cv2
-
-    from open_loop import JPEG_QUALITY
+    from open_loop import image_messages
     from face_expr_ros.core.image_msgs import decode_compressed
 
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    msg = SimpleNamespace(format="jpeg", data=data.tobytes())
-    out = {"faces": 0, "bytes": len(msg.data)}
+    msg = image_messages([rgb], compressed=True)[0]
+    out = {"bytes": len(msg.data)}
     for factor in (1, 2, 4):
         times = []
         for _ in range(repeats):

@@ -8,15 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
+from face_expr_ros.core.face_crops import aligned_crop, padded_crop
 from face_expr_ros.core.image_msgs import ImageConversionError, decode_compressed, jpeg_size
 from face_expr_ros.core.reconstruct import Reconstructor
 from face_expr_ros.core.reduced_image import ReducedImage, image_size, reduction_for
 from face_expr_ros.offline.examples import ASTRONAUT_FACE, faces_frame
 
 
-def jpeg(rgb: np.ndarray, **flags: int) -> SimpleNamespace:
-    params = [cv2.IMWRITE_JPEG_QUALITY, 92] + [v for kv in flags.items() for v in
-                                               (getattr(cv2, kv[0]), kv[1])]
+def jpeg(rgb: np.ndarray, progressive: int = 0) -> SimpleNamespace:
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92, cv2.IMWRITE_JPEG_PROGRESSIVE, progressive]
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     assert ok
     return SimpleNamespace(format="jpeg", data=data.tobytes())
@@ -31,7 +31,7 @@ def spot(width: int, height: int, x: float, y: float) -> np.ndarray:
 @pytest.mark.parametrize("size", [(1280, 720), (641, 363), (99, 57)])
 @pytest.mark.parametrize("progressive", [0, 1])
 def test_jpeg_size_reads_the_frame_header(size, progressive):
-    msg = jpeg(np.zeros((size[1], size[0], 3), np.uint8), IMWRITE_JPEG_PROGRESSIVE=progressive)
+    msg = jpeg(np.zeros((size[1], size[0], 3), np.uint8), progressive)
     assert jpeg_size(np.frombuffer(msg.data, np.uint8)) == size
 
 
@@ -68,6 +68,8 @@ def test_decode_checks_the_full_size_and_the_factor():
     assert frame.factor == 1 and image_size(frame) == (80, 64) and not asked, "PNG: full size"
     with pytest.raises(ValueError, match="expected"):
         ReducedImage(np.zeros((10, 10, 3), np.uint8), 2, 40, 20)
+    with pytest.raises(ValueError, match="uint8"):
+        ReducedImage(np.zeros((10, 20, 3), np.float32), 2, 40, 20)
 
 
 def test_reduction_rule_keeps_detector_and_crop_resolution():
@@ -113,6 +115,23 @@ def test_tracking_on_reduced_frames_gives_the_full_decode_faces(face_model, larg
     canvas[270:450, 480:800] = small  # the same face, 4x smaller: ~75 px
     _, small_run = follow(face_model, jpeg(canvas), reduced=True, frames=4)
     assert [f for f, _ in small_run][1:] == [1, 1, 1], "a small followed face: full decodes"
+
+
+def test_rep155_crops_of_a_reduced_frame_match_the_full_frame(large_face_msg):
+    """cropped / aligned (core.face_crops) from reduced pixels: the full frame's image and affine."""
+    full = decode_compressed(large_face_msg)
+    half = decode_compressed(large_face_msg, reduction=lambda w, h: 2)
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    roi = (x0 + 400, y0 + 100, x1 - x0, y1 - y0)  # somewhere in the frame, face-sized (170 px)
+    landmarks = np.random.default_rng(0).uniform([roi[0], roi[1]], [roi[0] + roi[2], roi[1] + roi[3]],
+                                                 (68, 2))
+    for crop in (lambda im: padded_crop(im, roi, (128, 128)),
+                 lambda im: aligned_crop(im, roi, landmarks, (128, 128))):
+        (a, affine_a), (b, affine_b) = crop(full.pixels), crop(half)
+        np.testing.assert_allclose(affine_a, affine_b)
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 4.0
+        wrong, _ = crop(half.pixels)  # the reduced pixels read as if full size: another place
+        assert np.abs(a.astype(int) - wrong.astype(int)).mean() > 4 * np.abs(a.astype(int) - b.astype(int)).mean()
 
 
 def test_still_image_mode_never_reduces(face_model):

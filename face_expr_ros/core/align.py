@@ -143,7 +143,13 @@ def crop_from_landmarks(image: np.ndarray | ReducedImage, landmarks: np.ndarray,
     """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added.
     A core.reduced_image.ReducedImage is cut from its reduced pixels (``landmarks`` and the
     Crop's affines in full-image pixels)."""
-    return _crop(image, crop_affine(landmark_box(landmarks), size, margin), size)
+    return _crop(image, landmark_crop_affine(landmarks, size, margin), size)
+
+
+def landmark_crop_affine(landmarks: np.ndarray, size: int = DEFAULT_SIZE,
+                         margin: float = CROP_MARGIN) -> np.ndarray:
+    """2x3 image -> crop affine of :func:`crop_from_landmarks` (the training framing)."""
+    return crop_affine(landmark_box(landmarks), size, margin)
 
 
 def crop_from_box(image: np.ndarray | ReducedImage, box, size: int = DEFAULT_SIZE,

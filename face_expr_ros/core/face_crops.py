@@ -3,7 +3,8 @@ zero-padded (``cropped``), and the same with the eyes made horizontal (``aligned
 
 Both are one affine warp of the image (``cv2.warpAffine``, bilinear) followed by zeroing the padding,
 so a pixel of the output shows only what lies inside the face's region (rotated for ``aligned``);
-whatever of the region falls outside the image is black too.
+whatever of the region falls outside the image is black too. A core.reduced_image.ReducedImage is
+warped from its reduced pixels (``roi``, the landmarks and the returned affine in full-image pixels).
 
     image, affine = padded_crop(rgb, roi, (128, 128))           # roi: x, y, width, height (pixels)
     image, affine = aligned_crop(rgb, roi, landmarks68, (128, 128))
@@ -15,6 +16,9 @@ import math
 
 import cv2
 import numpy as np
+
+from .camera import compose_affine
+from .reduced_image import ReducedImage, image_pixels
 
 RIGHT_EYE = slice(36, 42)  # iBUG 68: the subject's right eye (image left in a frontal view)
 LEFT_EYE = slice(42, 48)
@@ -33,7 +37,7 @@ def eye_roll_deg(landmarks68: np.ndarray) -> float:
     return math.degrees(math.atan2(left[1] - right[1], left[0] - right[0]))
 
 
-def padded_crop(rgb: np.ndarray, roi: tuple[int, int, int, int],
+def padded_crop(rgb: np.ndarray | ReducedImage, roi: tuple[int, int, int, int],
                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The region ``roi`` (x, y, width, height; pixels) scaled to fit ``size`` (width, height),
     centred, zero-padded.
@@ -44,14 +48,14 @@ def padded_crop(rgb: np.ndarray, roi: tuple[int, int, int, int],
     return _warp(rgb, roi, size, angle_deg=0.0)
 
 
-def aligned_crop(rgb: np.ndarray, roi: tuple[int, int, int, int], landmarks68: np.ndarray,
+def aligned_crop(rgb: np.ndarray | ReducedImage, roi: tuple[int, int, int, int], landmarks68: np.ndarray,
                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`padded_crop` after rotating the image about the region's centre so that the eye
     centres (from ``landmarks68``, (68, 2) pixels) lie on one horizontal line."""
     return _warp(rgb, roi, size, angle_deg=eye_roll_deg(landmarks68))
 
 
-def _warp(rgb: np.ndarray, roi: tuple[int, int, int, int], size: tuple[int, int],
+def _warp(rgb: np.ndarray | ReducedImage, roi: tuple[int, int, int, int], size: tuple[int, int],
           angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
     x, y, w, h = (float(v) for v in roi)
     out_w, out_h = int(size[0]), int(size[1])
@@ -62,8 +66,11 @@ def _warp(rgb: np.ndarray, roi: tuple[int, int, int, int], size: tuple[int, int]
     centre = (x + 0.5 * w - 0.5, y + 0.5 * h - 0.5)
     affine = cv2.getRotationMatrix2D(centre, angle_deg, scale)  # rotates by -angle in y-down view
     affine[:, 2] += np.array([(out_w - 1) / 2.0, (out_h - 1) / 2.0]) - np.array(centre)
-    image = cv2.warpAffine(np.ascontiguousarray(rgb), affine, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    pixels, to_image = image_pixels(rgb)
+    source = affine if to_image is None else compose_affine(affine, to_image)
+    image = cv2.warpAffine(np.ascontiguousarray(pixels), source, (out_w, out_h),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=(0, 0, 0))
     # zero the padding: what lies outside the scaled region (the region keeps its aspect)
     sw, sh = w * scale, h * scale
     x0, y0 = int(round((out_w - sw) / 2.0)), int(round((out_h - sh) / 2.0))

@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from .align import (DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks,
-                    crop_shrink, landmark_box)
+                    crop_shrink, landmark_box, landmark_crop_affine)
 from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
-                     crop_affine, gaze_frame_rotation, matrix_to_euler, metric_position,
-                     pose_points)
+                     gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
 from .detect import Detection, as_rgb_uint8, create_detector
 from .detect_thread import DetectionThread
 from .facemodel import FaceModel, load_face_model
@@ -36,7 +35,7 @@ from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, D
                      MIN_INSIDE, PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping,
                      presence)
 from .projection import LandmarkProjector
-from .reduced_image import ReducedImage, image_size, reduction_for
+from .reduced_image import ReducedImage, image_pixels, image_size, reduction_for
 from .render import camera_to_pixels
 from .synthesis import DEFAULT_THRESHOLD, DEFAULT_TOP_K, select_templates, synthesize
 from .weights import load_weights
@@ -280,10 +279,7 @@ class Reconstructor:
         A core.reduced_image.ReducedImage (a JPEG decoded at a fraction of its size, as
         :meth:`reduction_for` allows) gives faces in its full image's pixels.
         """
-        if isinstance(image, ReducedImage):
-            image = ReducedImage(as_rgb_uint8(image.pixels), image.factor, image.width,
-                                 image.height)
-        else:
+        if not isinstance(image, ReducedImage):  # (a ReducedImage checks its pixels itself)
             image = as_rgb_uint8(image)
         timestamp = time.monotonic() if timestamp is None else float(timestamp)
         timings = Timings()
@@ -303,11 +299,12 @@ class Reconstructor:
 
     def detect(self, image: np.ndarray | ReducedImage) -> list[Detection]:
         """Detections, at most ``max_faces``, the largest kept (in full-image pixels)."""
-        if isinstance(image, ReducedImage) and image.factor > 1:
+        pixels, to_image = image_pixels(image)
+        if to_image is None:
+            detections = self.detector.detect(pixels)
+        else:  # min_face_px counts full-image pixels
             detections = _detections_to_image(image, self.detector.detect(
-                image.pixels, min_face_px=-(-self.detector.min_face_px // image.factor)))
-        else:
-            detections = self.detector.detect(getattr(image, "pixels", image))
+                pixels, min_face_px=-(-self.detector.min_face_px // image.factor)))
         return sorted(detections, key=lambda d: -d.area)[: self.max_faces]
 
     def reduction_for(self, width: int, height: int, max_factor: int = 8) -> int:
@@ -320,8 +317,9 @@ class Reconstructor:
             return 1
         landmarks = ([f.landmarks for f in self.follower.faces.values()]
                      + [lm for lm, _ in self.follower.new_faces])
-        shrinks = [crop_shrink(crop_affine(landmark_box(lm), self.input_size,
-                                           self.net.config.crop_margin)) for lm in landmarks]
+        shrinks = [crop_shrink(landmark_crop_affine(lm, self.input_size,
+                                                    self.net.config.crop_margin))
+                   for lm in landmarks]
         return reduction_for(width, height, self.detector.max_side, shrinks, max_factor)
 
     def _timed_detect(self, image: np.ndarray, timings: Timings) -> list[Detection]:

@@ -42,8 +42,11 @@ class ReducedImage:
     def __post_init__(self) -> None:
         if self.factor not in FACTORS:
             raise ValueError(f"ReducedImage: factor must be one of {FACTORS}, got {self.factor}")
+        if self.pixels.dtype != np.uint8 or self.pixels.ndim != 3 or self.pixels.shape[2] != 3:
+            raise ValueError(f"ReducedImage: pixels must be (H, W, 3) uint8 RGB, got "
+                             f"{self.pixels.shape} {self.pixels.dtype}")
         expected = (-(-self.height // self.factor), -(-self.width // self.factor))
-        if self.pixels.ndim != 3 or self.pixels.shape[:2] != expected:
+        if self.pixels.shape[:2] != expected:
             raise ValueError(f"ReducedImage: pixels {self.pixels.shape} for a {self.width}x"
                              f"{self.height} image at 1/{self.factor}: expected {expected} rows, "
                              "columns")

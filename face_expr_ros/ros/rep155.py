@@ -25,10 +25,8 @@ from hri_msgs.msg import (Expression, FacialActionUnits, FacialLandmarks, IdsLis
 from sensor_msgs.msg import Image
 
 from ..core.emotions import EMOTIONS, valence_arousal
-from ..core import reduced_image
-from ..core.camera import apply_affine, invert_affine
 from ..core.face_crops import aligned_crop, eye_centres, padded_crop
-from ..core.reduced_image import ReducedImage
+from ..core.reduced_image import ReducedImage, image_size as full_image_size
 from ..core.facs import action_units
 from .convert import box_to_roi, rgb_to_image
 
@@ -126,9 +124,9 @@ class _FaceTopics:
 
     def publish(self, header: Any, rgb: np.ndarray | ReducedImage, face: Any,
                 size: tuple[int, int]) -> None:
-        image_size = reduced_image.image_size(rgb)
-        self.roi.publish(normalized_roi(header, face.box, image_size, face.score))
-        self.landmarks.publish(facial_landmarks(header, face.landmarks, image_size, face.score))
+        full_size = full_image_size(rgb)
+        self.roi.publish(normalized_roi(header, face.box, full_size, face.score))
+        self.landmarks.publish(facial_landmarks(header, face.landmarks, full_size, face.score))
         self.facs.publish(facial_action_units(header, face.names, face.coefficients, face.score))
         emotion = expression(header, face.emotion)
         if emotion is not None:
@@ -137,20 +135,12 @@ class _FaceTopics:
         want_cropped = self.cropped.get_subscription_count() > 0
         want_aligned = self.aligned.get_subscription_count() > 0
         if want_cropped or want_aligned:
-            roi = box_to_roi(face.box, image_size)
+            roi = box_to_roi(face.box, full_size)
             region = (roi.x_offset, roi.y_offset, roi.width, roi.height)
-            pixels, to_image = reduced_image.image_pixels(rgb)
-            landmarks = face.landmarks
-            if to_image is not None:  # a reduced frame (node parameter reduced_decode): its pixels
-                to_pixels = invert_affine(to_image)
-                corners = apply_affine(to_pixels, np.array(region, np.float64).reshape(2, 2)
-                                       .cumsum(axis=0))
-                region = (*corners[0], *(corners[1] - corners[0]))
-                landmarks = apply_affine(to_pixels, landmarks)
             if want_cropped:
-                self.cropped.publish(rgb_to_image(padded_crop(pixels, region, size)[0], header))
+                self.cropped.publish(rgb_to_image(padded_crop(rgb, region, size)[0], header))
             if want_aligned:
-                image = aligned_crop(pixels, region, landmarks, size)[0]
+                image = aligned_crop(rgb, region, face.landmarks, size)[0]
                 self.aligned.publish(rgb_to_image(image, header))
 
 

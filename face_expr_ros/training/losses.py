@@ -15,6 +15,7 @@ without labels; gradients flow into both L2 and L2'.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,7 @@ def face_size(landmarks: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(extent.prod(dim=-1).clamp_min(1.0))
 
 
+@functools.lru_cache(maxsize=8)  # one tensor per (weight, device), not one per training step
 def point_weights(feature_points: float, device: torch.device | None = None) -> torch.Tensor | None:
     """(68,) weights of the iBUG points, the 17 jaw points 1 and the 51 feature points
     ``feature_points``, scaled to mean 1 (so the loss keeps its size); None for 1.0 (unweighted)."""

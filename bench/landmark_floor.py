@@ -10,8 +10,15 @@ On helen_train's human labels (crops framed on the labels, so the detector plays
   same projection and dynamic contour (core.projection): what the face model can represent.
 
     .venv/bin/python bench/landmark_floor.py [--weights W] [--iterations 300] [--limit N]
+        [--teacher-cache ~/.cache/face_expr_ros/teacher_v3]   # adds the teacher's row
 
-Prints one table (NME68, NME51: mean point error / outer inter-ocular distance).
+With a teacher cache (face_expr annotate) a row gives MediaPipe Face Landmarker's own landmarks
+(its 478 points mapped to 68) on the validation faces it found, in the same crop pixels.
+
+Prints two tables: NME68 and NME51 (mean point error / outer inter-ocular distance), then per
+region (training.metrics.REGIONS) with the mouth's shape: its width (corners 48-54) and inner
+opening (62-66) as a ratio of the labels' on average, and their correlation with the labels'
+across faces (1.0: the mouth follows the face's own).
 """
 from __future__ import annotations
 
@@ -26,11 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face_expr_ros.core.align import apply_affine, crop_from_landmarks  # noqa: E402
+from face_expr_ros.core.align import (apply_affine, crop_from_landmarks,  # noqa: E402
+                                      landmark_crop_affine)
 from face_expr_ros.core.network import FaceParams  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
-from face_expr_ros.training.datasets import build_index, load_image_rgb, split_of  # noqa: E402
-from face_expr_ros.training.metrics import nme_per_image  # noqa: E402
+from face_expr_ros.training.datasets import (build_index, load_image_rgb,  # noqa: E402
+                                              load_teacher_cache, set_folder, split_of,
+                                              teacher_landmarks)
+from face_expr_ros.training.metrics import (REGIONS, interocular_np, nme_per_image,  # noqa: E402
+                                             nme_regions)
 
 
 def skew(w: torch.Tensor) -> torch.Tensor:
@@ -69,19 +80,60 @@ def fit(rec: Reconstructor, params: FaceParams, target: np.ndarray, iterations: 
     return landmarks[0].detach().numpy()
 
 
+TEACHER_ROW = "teacher (MediaPipe), validation faces it found"
+
+
+def teacher_in_crop(rec: Reconstructor, entry, cache: dict | None) -> np.ndarray | None:
+    """The teacher's 68 landmarks of ``entry`` in the crop framed on its labels (None: none)."""
+    if cache is None:
+        return None
+    record = cache.get(("helen_train", entry.path.relative_to(set_folder("helen_train")).as_posix()))
+    points = teacher_landmarks(record)
+    if points is None or (record or {}).get("teacher") != "mediapipe":
+        return None
+    crop = landmark_crop_affine(entry.landmarks, rec.input_size, rec.net.config.crop_margin)
+    return apply_affine(crop, points)
+
+
+def span(points: np.ndarray, a: int, b: int) -> np.ndarray:
+    """(N,) distance between points a and b of (N, 68, 2) landmarks."""
+    return np.linalg.norm(points[:, a] - points[:, b], axis=-1)
+
+
+def region_cells(items: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """Per-region NME, then the mouth width and inner opening: mean ratio to the labels' (both
+    over the inter-ocular distance) and the correlation across faces."""
+    predicted = np.array([p for p, _ in items], np.float64)
+    labels = np.array([t for _, t in items], np.float64)
+    regions = nme_regions(predicted, labels)
+    cells = [f"{regions[name].mean():.4f}" for name in REGIONS]
+    scale = interocular_np(labels)
+    for a, b in ((48, 54), (62, 66)):
+        ours, theirs = span(predicted, a, b) / scale, span(labels, a, b) / scale
+        cells.append(f"{ours.mean() / theirs.mean():.2f} / {np.corrcoef(ours, theirs)[0, 1]:.2f}")
+    return cells
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="default: the package's")
     parser.add_argument("--iterations", type=int, default=300, help="Adam steps per face")
     parser.add_argument("--limit", type=int, default=200, help="training-split faces measured")
+    parser.add_argument("--teacher-cache", default=None,
+                        help="folder of face_expr annotate's cache: adds the teacher's row")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.monotonic()
     rec = Reconstructor(weights=args.weights, device="cpu", backend="torch", max_faces=1)
+    cache = (load_teacher_cache(Path(args.teacher_cache).expanduser())
+             if args.teacher_cache else None)
     labelled = [e for e in build_index("helen_train")
                 if e.landmarks is not None and e.landmark_source == "human"]
     rows: dict[str, list] = {"network, validation": [], "network, training split": [],
                              "face model fit, validation": []}
+    if cache is not None:
+        rows[TEACHER_ROW] = []
+    pairs: dict[str, list] = {name: [] for name in rows}  # (predicted, labels) crop pixels
     for split, name in (("val", "network, validation"), ("train", "network, training split")):
         entries = [e for e in labelled if split_of(e) == split]
         for entry in entries[: args.limit] if split == "train" else entries:
@@ -90,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                 params = rec.net(pixels)
                 landmarks = rec.projector(params, rec.input_size)[0].numpy()
             rows[name].append(nme_per_image(landmarks, target))
+            pairs[name].append((landmarks, target))
             if split == "val":
-                rows["face model fit, validation"].append(
-                    nme_per_image(fit(rec, params, target, args.iterations), target))
+                fitted = fit(rec, params, target, args.iterations)
+                rows["face model fit, validation"].append(nme_per_image(fitted, target))
+                pairs["face model fit, validation"].append((fitted, target))
+                teacher = teacher_in_crop(rec, entry, cache)
+                if teacher is not None:
+                    rows[TEACHER_ROW].append(nme_per_image(teacher, target))
+                    pairs[TEACHER_ROW].append((teacher, target))
     print(f"bench/landmark_floor.py: helen_train human labels, crops framed on them; weights "
           f"{args.weights or 'package'}; {args.iterations} Adam steps per fit; load average "
           f"{os.getloadavg()[0]:.1f}\n")
@@ -100,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in rows.items():
         v = np.asarray(values, np.float64)
         print(f"| {name} | {len(v)} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.4f} |")
+    print("\n| what | " + " | ".join(f"NME {r}" for r in REGIONS) + " | mouth width ratio / corr "
+          "| inner opening ratio / corr |\n|---|" + "---|" * (len(REGIONS) + 2))
+    for name, items in pairs.items():
+        print(f"| {name} | " + " | ".join(region_cells(items)) + " |")
     print(f"\n{time.monotonic() - started:.0f} s")
     return 0
 

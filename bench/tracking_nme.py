@@ -1,6 +1,7 @@
 """Tracking mode vs per-frame detection: landmark NME on synthesised moving-face clips.
 
     .venv/bin/python bench/tracking_nme.py [--faces 12] [--frames 60] [--refine-iou 0.95 1.0 ...]
+        [--weights W [W ...]]     # several networks, each in both modes (default: the shipped)
 
 Each helen_train validation face (split by subject, training.datasets.split_of) is pasted into a
 grey 640x480 frame moving along a Lissajous path (up to 150 px sideways, 60 px up and down; up to 16 px per frame at 30 fps) and
@@ -49,10 +50,11 @@ def clip(image: np.ndarray, landmarks: np.ndarray, n: int):
         yield frame, landmarks * zoom + (x, y)
 
 
-def run(mode: str, faces, n_frames: int, refine_iou: float = DEFAULT_REFINE_IOU) -> dict:
+def run(mode: str, faces, n_frames: int, refine_iou: float = DEFAULT_REFINE_IOU,
+        weights: str | None = None) -> dict:
     errors, published, detections, ms, refined = [], 0, 0, [], 0
     for image, truth in faces:
-        rec = Reconstructor(device="cpu", tracker=Tracker(), follow=mode == "follow",
+        rec = Reconstructor(weights, device="cpu", tracker=Tracker(), follow=mode == "follow",
                             refine_iou=refine_iou)
         for k, (frame, gt) in enumerate(clip(image, truth, n_frames)):
             t0 = time.perf_counter()
@@ -74,19 +76,24 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--refine-iou", type=float, nargs="+", default=[DEFAULT_REFINE_IOU],
                     help="tracking-mode refine thresholds to compare (1.0: always, 0.0: never)")
+    ap.add_argument("--weights", nargs="+", default=[None],
+                    help=".safetensors networks to compare, each in both modes (default: shipped)")
     args = ap.parse_args()
     entries = [e for e in build_index("helen_train") if split_of(e) == "val"][: args.faces]
     faces = [(load_image_rgb(e.path), e.landmarks) for e in entries]
     print(f"bench/tracking_nme.py: {len(faces)} helen_train validation faces x {args.frames} "
           f"frames; load average {os.getloadavg()[0]:.1f}")
-    print("| mode | NME68 mean % | NME68 median % | frames published | detector runs | "
-          "refine passes per frame | median ms per frame |\n|---|---|---|---|---|---|---|")
-    runs = [("detect every frame", "detect", 1.0)] + [
-        (f"tracking, refine_iou {v:g}", "follow", v) for v in args.refine_iou]
-    for name, mode, refine_iou in runs:
-        r = run(mode, faces, args.frames, refine_iou)
+    print("| weights | mode | NME68 mean % | NME68 median % | frames published | detector runs | "
+          "refine passes per frame | median ms per frame |\n|---|---|---|---|---|---|---|---|")
+    runs = [(w, "detect every frame", "detect", 1.0) for w in args.weights] + [
+        (w, f"tracking, refine_iou {v:g}", "follow", v) for w in args.weights
+        for v in args.refine_iou]
+    runs.sort(key=lambda r: args.weights.index(r[0]))  # each network's rows together
+    for weights, name, mode, refine_iou in runs:
+        r = run(mode, faces, args.frames, refine_iou, weights)
         refined = "-" if mode == "detect" else f"{r['refined']:.2f}"
-        print(f"| {name} | {r['nme']:.2f} | {r['median']:.2f} | {r['published']} / {r['frames']} "
+        print(f"| {weights or 'shipped'} | {name} | {r['nme']:.2f} | {r['median']:.2f} | "
+              f"{r['published']} / {r['frames']} "
               f"| {r['detections']} | {refined} | {r['ms']:.1f} |", flush=True)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0

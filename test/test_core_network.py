@@ -144,3 +144,27 @@ def test_heads_learn_a_tiny_batch():
         out = model(images)  # still in training mode: batch statistics, as trained
     assert out.emotion[:2].argmax(-1).tolist() == [1, 4]
     assert out.presence[:2].min() > 0.8 and out.presence[2:].max() < 0.2
+
+
+def test_depthwise_pooling_starts_as_the_mean_and_learns_positions():
+    torch.manual_seed(0)
+    mean_net = net.FaceNet(net.NetworkConfig(input_size=96, width=0.25, feature_dim=32)).eval()
+    config = net.NetworkConfig(input_size=96, width=0.25, feature_dim=32, pooling="depthwise")
+    deep = net.FaceNet(config).eval()
+    assert deep.backbone.pool.weight.shape == (32, 1, 3, 3)  # 96 px -> a 3x3 map
+    missing, unexpected = deep.load_state_dict(mean_net.state_dict(), strict=False)
+    assert missing == ["backbone.pool.weight"] and not unexpected
+    images = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        for a, b in zip(mean_net(images).astuple(), deep(images).astuple()):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    deep.train()
+    deep(images).expression.sum().backward()
+    grad = deep.backbone.pool.weight.grad
+    assert grad is not None and bool((grad != grad[:, :, :1, :1]).any())  # position-specific
+    with pytest.raises(ValueError, match="input_size"):
+        deep(torch.rand(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="pooling"):
+        net.FaceNet(net.NetworkConfig(pooling="max"))
+    assert net.feature_map_side(128) == 4 and net.feature_map_side(160) == 5
+    assert net.feature_map_side(100) == 4

@@ -144,7 +144,7 @@ def test_pairs_validation_items_are_the_plain_crop_and_training_items_add_a_view
     val = LandmarkPairs([entry], params, train=False)
     first, second = val[0], val[0]
     assert set(first) == {"image", "l1", "blendshapes", "blendshape_mask", "rotation",
-                          "rotation_mask", "emotion"}
+                          "rotation_mask", "emotion", "index", "to_crop"}
     for key in first:
         torch.testing.assert_close(first[key], second[key])  # validation: no randomness
     assert first["image"].shape == (3, 64, 64) and first["l1"].shape == (68, 2)
@@ -161,3 +161,37 @@ def test_pairs_validation_items_are_the_plain_crop_and_training_items_add_a_view
     assert target["blendshape_mask"].tolist() == [1.0 if k == 3 else 0.0 for k in range(52)]
     assert target["blendshapes"][3] == pytest.approx(0.7)
     assert target["blendshapes"].sum() == pytest.approx(0.7)  # NaN -> 0
+
+
+def test_own_framing_crops_on_the_recorded_prediction(tmp_path):
+    """A recorded prediction (crop pixels) comes back in source pixels, and with own_framing 1
+    the next crop is framed on it, not on the labels: a prediction shifted by 8 source pixels
+    moves the crop by 8 pixels (within the own jitter)."""
+    from face_expr_ros.core.align import landmark_crop_affine
+    from face_expr_ros.core.camera import apply_affine
+    from face_expr_ros.training.datasets import IndexEntry
+    from face_expr_ros.training.pairs import LandmarkPairs, PairParams
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), np.random.default_rng(4).integers(0, 256, (160, 140, 3), np.uint8))
+    labels = (_frontal_landmarks() * 0.6 + 20).astype(np.float32)
+    entry = IndexEntry(path, labels, {}, "human", "s")
+    pairs = LandmarkPairs([entry], PairParams(size=64, own_framing=1.0, own_jitter=0.0),
+                          train=True)
+    first = pairs[0]  # nothing recorded yet: framed on the labels
+    np.testing.assert_allclose(apply_affine(first["to_crop"].double().numpy(), labels),
+                               first["l1"].double().numpy(), atol=1e-3)
+    predicted = labels.astype(np.float64) + (8.0, 0.0)  # the network saw the face 8 px right
+    in_crop = apply_affine(first["to_crop"].double().numpy(), predicted)
+    pairs.record_framing(first["index"][None], first["to_crop"][None],
+                         torch.from_numpy(in_crop)[None].float())
+    np.testing.assert_allclose(pairs.framing[0].numpy(),
+                               [*predicted.min(0), *predicted.max(0)], atol=0.05)
+    second = pairs[0]  # framed on the prediction's box, as the tracking mode frames it
+    np.testing.assert_allclose(second["to_crop"].double().numpy(),
+                               landmark_crop_affine(predicted, 64), atol=1e-4)
+    moved = apply_affine(second["to_crop"].double().numpy(), labels)
+    np.testing.assert_allclose(moved, second["l1"].double().numpy(), atol=1e-3)  # labels follow
+    assert not np.allclose(moved, first["l1"].double().numpy(), atol=1.0)
+    with pytest.raises(ValueError, match="probability"):
+        LandmarkPairs([entry], PairParams(own_framing=1.5), train=True)

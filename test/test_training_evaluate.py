@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from face_expr_ros.training.evaluate import auc
-from face_expr_ros.training.metrics import nme_per_image
+from face_expr_ros.training.metrics import REGIONS, nme_per_image, nme_regions
 
 
 def test_auc_separated_reversed_tied_and_empty():
@@ -28,6 +28,13 @@ def test_nme_is_point_error_over_outer_interocular():
     jaw_only[:17] += [8.0, 0.0]
     all68, inner = nme_per_image(jaw_only, truth)
     assert inner == 0 and all68 == pytest.approx(17 * 0.2 / 68)
+    regions = nme_regions(jaw_only, truth)
+    assert regions["jaw"] == pytest.approx(0.2)  # 8 px / 40 px on every jaw point, nothing else
+    assert all(regions[k] == 0 for k in ("brows", "nose", "eyes", "mouth"))
+    mouth = truth.copy()
+    mouth[48:] += [0.0, 2.0]
+    assert nme_regions(mouth, truth)["mouth"] == pytest.approx(0.05)
+    assert sum(REGIONS[k].stop - REGIONS[k].start for k in REGIONS) == 68
 
 
 def test_blendshape_agreement_against_a_known_teacher(data_root, face_model, tmp_path):
@@ -150,6 +157,8 @@ def test_blendshape_stats_and_nme_summary():
     assert summary["faces"] == 3 and abs(summary["failure_rate"] - 2 / 3) < 1e-12
     assert abs(summary["nme68"] - 1.25 / 3) < 1e-12 and summary["nme68_median"] == 0.2
     assert nme_summary([], []) == {"faces": 0}
+    with_regions = nme_summary([0.05, 0.2], [0.04, 0.1], {"jaw": [0.1, 0.3]})
+    assert with_regions["nme_jaw"] == pytest.approx(0.2)
 
 
 def test_format_comparison_has_one_column_per_network_and_the_teacher():

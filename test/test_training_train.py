@@ -55,6 +55,44 @@ def test_run_writes_metrics_weights_and_resumes(tmp_path, data_root, face_model)
     assert resumed.fit(progress=False)["steps"] == 5
 
 
+def test_weight_average_is_what_is_validated_saved_and_resumed(tmp_path, data_root, face_model):
+    config = tiny_config(tmp_path, data_root, max_steps=3, ema_decay=0.5, lr=1e-2)
+    trainer = Trainer(config)
+    key = next(k for k, v in trainer.net.state_dict().items() if v.is_floating_point())
+    seen, update = [], trainer.ema.update_parameters
+
+    def spy(net):  # the weights after each optimiser step, as the average receives them
+        seen.append(net.state_dict()[key].clone())
+        update(net)
+
+    trainer.ema.update_parameters = spy
+    trainer.fit(progress=False)
+    assert len(seen) == 3
+    expected = seen[0]  # the average starts as a copy, then decays by 0.5 per step
+    for weights in seen[1:]:
+        expected = 0.5 * expected + 0.5 * weights
+    kept = trainer.kept_net.state_dict()
+    torch.testing.assert_close(kept[key], expected)
+    assert not torch.equal(kept[key], trainer.net.state_dict()[key])
+    saved = load_weights(Path(config.output) / "last.safetensors").state_dict()
+    assert torch.allclose(saved[key], kept[key])
+    resumed = Trainer(tiny_config(tmp_path, data_root, max_steps=4, ema_decay=0.5), resume=True)
+    assert torch.equal(resumed.kept_net.state_dict()[key], kept[key])
+    with pytest.raises(ValueError, match="ema_decay"):
+        Trainer(tiny_config(tmp_path, data_root, ema_decay=1.5))
+
+
+def test_training_records_each_faces_predicted_box_for_own_framing(tmp_path, data_root,
+                                                                   face_model):
+    trainer = Trainer(tiny_config(tmp_path, data_root, max_steps=2, **{"data.own_framing": 0.5}))
+    assert torch.isnan(trainer.train_set.framing).all()
+    trainer.fit(progress=False)
+    recorded = torch.isfinite(trainer.train_set.framing).all(1)
+    assert int(recorded.sum()) > 0  # the faces of the 2 batches (a repeat may share a row)
+    boxes = trainer.train_set.framing[recorded]
+    assert bool((boxes[:, 2:] > boxes[:, :2]).all())  # x1 > x0, y1 > y0
+
+
 def failure_report(stderr: str, keep: int = 2000) -> str:
     """A failed torchrun's stderr: its head (the first rank's error usually comes first), every
     line that names an error or a signal, and its tail (torchrun's summary)."""
@@ -227,3 +265,22 @@ def test_fine_tuning_at_another_input_size_needs_the_scaled_scale_prior(tmp_path
         torch.testing.assert_close(a, b)
     assert cache_params(big.config.net).max_side == 192, "the 128 px input's cache side at most"
     assert cache_params(type(big.config.net)(input_size=160)).max_side == 240
+
+
+def test_fine_tuning_mean_pooled_weights_into_depthwise_pooling(tmp_path, data_root, face_model):
+    """A depthwise-pooled run starts from mean-pooled weights as the same function, and its
+    saved weights (with the pooling) load back."""
+    from face_expr_ros.core.weights import save_weights
+
+    source = tmp_path / "mean.safetensors"
+    save_weights(source, Trainer(tiny_config(tmp_path, data_root)).net)
+    deep = Trainer(tiny_config(tmp_path, data_root, init_weights=str(source), max_steps=1,
+                               **{"net.pooling": "depthwise"}))
+    mean_net = load_weights(source).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(deep.net.eval()(images).expression, mean_net(images).expression,
+                                   atol=1e-5, rtol=1e-5)
+    deep.fit(progress=False)
+    loaded = load_weights(Path(deep.config.output) / "last.safetensors")
+    assert loaded.config.pooling == "depthwise" and loaded.backbone.pool is not None

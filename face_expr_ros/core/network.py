@@ -1,7 +1,12 @@
 """The face network: a crop in, identity, expression and camera out.
 
 Backbone: a MobileNetV2-style stack of inverted residual blocks (Sandler et al. 2018) in plain torch
-(no downloaded weights; torchvision is not used). Heads, from the globally pooled feature:
+(no downloaded weights; torchvision is not used), then a global pooling of its last feature map:
+the mean (``pooling="mean"``), or a learned weight per channel and position, a depthwise
+convolution as large as the map (``pooling="depthwise"``: MobileFaceNet's global depthwise
+convolution, Chen et al. 2018; a face crop is aligned, so where a feature fires says which part of
+the face it saw). It starts as the mean, so mean-pooled weights fine-tune into it unchanged.
+Heads, from the pooled feature:
 identity ``alpha`` (first K modes of the face model), expression ``beta`` (53, sigmoid -> [0, 1]),
 rotation (6D, Zhou et al. 2019), 2D translation and log-scale of the scaled-orthographic camera.
 Optional heads (config flags, so weights saved without them still load): ``emotion_head`` (7 logits
@@ -43,6 +48,7 @@ class NetworkConfig:
     scale_prior: float = 0.7 * 128 / 14.7
     emotion_head: bool = False           # 7 emotion logits from the pooled feature
     presence_head: bool = False          # 1 face-presence logit from the pooled feature
+    pooling: str = "mean"                # "mean" | "depthwise" (module docstring)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,11 +142,27 @@ _MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6,
                  (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-class Backbone(nn.Module):
-    """MobileNetV2 body: (B, 3, H, W) -> (B, feature_dim) after global average pooling."""
+POOLINGS = ("mean", "depthwise")
+_BACKBONE_STRIDES = 5  # the stem and four stride-2 stages: the map is the input / 32
 
-    def __init__(self, width: float, feature_dim: int):
+
+def feature_map_side(input_size: int) -> int:
+    """Side of the backbone's last feature map for a square input (3x3 convolutions, padding 1)."""
+    side = input_size
+    for _ in range(_BACKBONE_STRIDES):
+        side = (side + 1) // 2
+    return side
+
+
+class Backbone(nn.Module):
+    """MobileNetV2 body: (B, 3, H, W) -> (B, feature_dim) after a global pooling (``pooling``:
+    the mean, or a depthwise convolution over the whole ``map_side`` x ``map_side`` map that
+    starts as the mean)."""
+
+    def __init__(self, width: float, feature_dim: int, pooling: str = "mean", map_side: int = 4):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         c_in = _divisible(32 * width)
         layers: list[nn.Module] = [conv_bn_act(3, c_in, stride=2)]
         for expand, channels, repeats, stride in _MOBILENET_V2:
@@ -150,9 +172,20 @@ class Backbone(nn.Module):
                 c_in = c_out
         layers.append(conv_bn_act(c_in, feature_dim, kernel=1))
         self.features = nn.Sequential(*layers)
+        self.pool = None
+        if pooling == "depthwise":
+            self.pool = nn.Conv2d(feature_dim, feature_dim, map_side, groups=feature_dim, bias=False)
+            nn.init.constant_(self.pool.weight, 1.0 / map_side**2)  # = the mean at the start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        features = self.features(x)
+        if self.pool is None:
+            return features.mean(dim=(2, 3))
+        if features.shape[-2:] != self.pool.kernel_size:
+            raise ValueError(f"depthwise pooling over a {tuple(self.pool.kernel_size)} map got "
+                             f"{tuple(features.shape[-2:])}: the input must be the network's "
+                             "input_size")
+        return self.pool(features).flatten(1)
 
 
 class FaceNet(nn.Module):
@@ -161,7 +194,8 @@ class FaceNet(nn.Module):
     def __init__(self, config: NetworkConfig = NetworkConfig()):
         super().__init__()
         self.config = config
-        self.backbone = Backbone(config.width, config.feature_dim)
+        self.backbone = Backbone(config.width, config.feature_dim, config.pooling,
+                                 feature_map_side(config.input_size))
         k, e = config.n_identity, config.n_expressions
         self.identity_head = nn.Linear(config.feature_dim, k)
         self.expression_head = nn.Linear(config.feature_dim, e)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.emotions import emotion_index
 from .evaluate import auc, largest_faces
+from .metrics import REGIONS
 
 log = logging.getLogger(__name__)
 LANDMARK_SETS = ("helen_train", "ytf_train")
@@ -65,12 +66,16 @@ class Column:
 # ---------------------------------------------------------------------------------------------
 # Metrics on plain arrays (tested on constructed data)
 # ---------------------------------------------------------------------------------------------
-def nme_summary(errors68: list[float], errors51: list[float]) -> dict:
+def nme_summary(errors68: list[float], errors51: list[float],
+                regions: dict[str, list[float]] | None = None) -> dict:
+    """Mean / median NME and failure rate; with ``regions`` (name -> per-face NME) also
+    ``nme_<region>`` means."""
     a, b = np.asarray(errors68, np.float64), np.asarray(errors51, np.float64)
     if not len(a):
         return {"faces": 0}
     return {"faces": len(a), "nme68": float(a.mean()), "nme51": float(b.mean()),
-            "nme68_median": float(np.median(a)), "failure_rate": float((a > FAILURE_NME).mean())}
+            "nme68_median": float(np.median(a)), "failure_rate": float((a > FAILURE_NME).mean()),
+            **{f"nme_{k}": float(np.mean(v)) for k, v in (regions or {}).items()}}
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
@@ -214,21 +219,25 @@ def negative_presence(reconstructor, entries: dict[str, list], per_set: int = 30
 # Rows
 # ---------------------------------------------------------------------------------------------
 def landmark_rows(column: Column, entries: dict[str, list]) -> dict:
-    from .metrics import nme_per_image
+    from .metrics import nme_per_image, nme_regions
 
     out = {}
     for set_name in LANDMARK_SETS:
-        e68, e51 = [], []
+        e68, e51, regions = [], [], {name: [] for name in REGIONS}
         for entry in entries[set_name]:
             if entry.landmark_source != "human":
                 continue
             face = column.faces.get((set_name, str(entry.path)))
-            if face is None:
+            if face is None:  # no face found: every error counts 1.0
                 e68.append(1.0), e51.append(1.0)
+                for values in regions.values():
+                    values.append(1.0)
                 continue
             a, b = nme_per_image(face.landmarks, entry.landmarks)
             e68.append(float(a)), e51.append(float(b))
-        out[set_name] = nme_summary(e68, e51)
+            for name, value in nme_regions(face.landmarks, entry.landmarks).items():
+                regions[name].append(float(value))
+        out[set_name] = nme_summary(e68, e51, regions)
     return out
 
 
@@ -350,6 +359,8 @@ def table_rows() -> list[tuple[str, tuple, str]]:
     for s in LANDMARK_SETS:
         for metric in ("nme68", "nme51", "nme68_median", "failure_rate"):
             rows.append((f"{s} {metric.replace('_', ' ')}", ("landmarks", s, metric), ".4f"))
+        for region in REGIONS:
+            rows.append((f"  {s} nme {region}", ("landmarks", s, f"nme_{region}"), ".4f"))
     rows += [("smile AUC (lfw, happiness vs neutral)", ("smile_auc_lfw", "auc"), ".3f"),
              ("jawOpen AUC (fer, surprise vs neutral)", ("jaw_auc_fer", "auc"), ".3f"),
              ("jawOpen AUC (lfw, surprise vs neutral)", ("jaw_auc_lfw", "auc"), ".3f")]

@@ -24,6 +24,8 @@ class DataConfig:
     workers: int = 2
     crop_cache: bool = False             # cut samples from cached crops (training/crop_cache.py)
     cache_workers: int = 2               # processes that build a missing crop cache
+    own_framing: float = 0.0             # share of crops framed on the network's own last
+                                         # prediction (the tracking mode's input; pairs.py)
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TrainConfig:
     log_every_steps: int = 20
     threads: int | None = None           # torch intra-op threads (None: torch default)
     init_weights: str | None = None      # .safetensors to start from (fine-tuning); same net config
+    # exponential moving average of the weights (and batch-norm statistics), validated and saved
+    # instead of the raw weights; None = off. 0.999 averages over about the last 1,000 steps
+    ema_decay: float | None = None
     net: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     data: DataConfig = field(default_factory=DataConfig)

@@ -10,6 +10,9 @@ if TYPE_CHECKING:  # the torch metrics only call tensor methods: no import at ru
 
 OUTER_EYE_CORNERS = (36, 45)
 INNER = slice(17, 68)  # brows, nose, eyes, mouth: the 51 points without the jaw
+# iBUG 68 regions, for the per-region NME (the same inter-ocular normaliser)
+REGIONS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36),
+           "eyes": slice(36, 48), "mouth": slice(48, 68)}
 
 
 def interocular(landmarks: torch.Tensor) -> torch.Tensor:
@@ -53,3 +56,13 @@ def nme_per_image(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray,
         raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (..., 68, 2)")
     error = np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
     return error.mean(-1), error[..., INNER].mean(-1)
+
+
+def nme_regions(predicted: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-region NME of (..., 68, 2) predictions (:data:`REGIONS`; the inter-ocular distance of
+    ``truth`` normalises every region, as :func:`nme_per_image`)."""
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if predicted.shape != truth.shape or predicted.shape[-2:] != (68, 2):
+        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (..., 68, 2)")
+    error = np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
+    return {name: error[..., part].mean(-1) for name, part in REGIONS.items()}

@@ -4,7 +4,9 @@ Each step: network(crop) -> L2 (projected model landmarks, dynamic jaw), network
 loss = MSE(L2, L1) + w_c consistency(L1, L2, L2', L3, A) + priors (losses.py). Validation: NME on
 the validation split (subjects never in training). Stops at a validation plateau (``patience``),
 ``max_steps``, ``max_minutes`` or ``max_epochs``. Checkpoints: ``last.pt`` (model + optimiser,
-for --resume, read with ``weights_only=True``) and ``best.safetensors`` (weights only).
+for --resume, read with ``weights_only=True``) and ``best.safetensors`` (weights only). With
+``ema_decay`` the validated and saved weights are the exponential moving average of the trained
+ones (:func:`ema_model`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from ..core.arkit import arkit_matrix
@@ -92,7 +95,8 @@ def build_datasets(config: TrainConfig) -> tuple[LandmarkPairs, LandmarkPairs, l
         val_entries += va
         # each set contributes set_weight x (its share if all sets were the same size)
         weights += [set_weight / max(len(tr), 1)] * len(tr)
-    params = PairParams(size=config.net.input_size, margin=config.net.crop_margin)
+    params = PairParams(size=config.net.input_size, margin=config.net.crop_margin,
+                        own_framing=data.own_framing)
     if config.val_max_faces and len(val_entries) > config.val_max_faces:
         # a fixed subset drawn from every set, the same in every run with this seed
         keep = np.random.default_rng(config.seed).choice(len(val_entries), config.val_max_faces,
@@ -113,6 +117,15 @@ def blendshape_scale(entries, floor: float = 0.02) -> np.ndarray:
     std = np.ones(scores.shape[1])
     std[scored] = np.maximum(np.nanstd(scores[:, scored], axis=0), floor)
     return std.astype(np.float32)
+
+
+def ema_model(net: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``net``'s parameters and buffers (the batch-norm running
+    statistics too, so the averaged weights are validated with statistics that match them):
+    ``ema = decay * ema + (1 - decay) * net`` after every optimiser step, starting from a copy."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def rotation_errors_deg(predicted: torch.Tensor, target: torch.Tensor,
@@ -142,6 +155,7 @@ class Trainer:
                                      device=self.device)
         self.projector = LandmarkProjector(self.model, config.net.n_identity).to(self.device)
         self.ddp = (DistributedDataParallel(self.net) if self.dist.world > 1 else self.net)
+        self.ema = ema_model(self.net, config.ema_decay) if config.ema_decay else None
         # a linear probe of the 53 coefficients for the emotions (training only, not shipped): its
         # cross-entropy makes the coefficients carry what tells the emotions apart
         self.probe = torch.nn.Linear(config.net.n_expressions, N_EMOTIONS).to(self.device)
@@ -178,9 +192,15 @@ class Trainer:
         return min(steps, self.config.max_steps) if self.config.max_steps else steps
 
     # ------------------------------------------------------------------ one step
-    def landmarks(self, images: torch.Tensor) -> tuple[torch.Tensor, object]:
-        params = self.ddp(images)
+    def landmarks(self, images: torch.Tensor,
+                  net: torch.nn.Module | None = None) -> tuple[torch.Tensor, object]:
+        params = (net or self.ddp)(images)
         return self.projector(params, self.config.net.input_size), params
+
+    @property
+    def kept_net(self) -> FaceNet:
+        """The weights that are validated and saved: the moving average with ``ema_decay``."""
+        return self.ema.module if self.ema is not None else self.net
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> losses.LossTerms:
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -195,6 +215,8 @@ class Trainer:
         images = b["image"] if negatives is None else torch.cat((b["image"], negatives))
         l2_all, params_all = self.landmarks(images)
         l2, params = l2_all[:faces], params_all[:faces]
+        if self.train_set.params.own_framing > 0 and "index" in b:
+            self.train_set.record_framing(b["index"], b["to_crop"], l2)
         l2_aug = None
         if self.config.loss.consistency > 0:
             l2_aug, _ = self.landmarks(b["image_aug"])
@@ -225,7 +247,8 @@ class Trainer:
         # scale prior must then follow the input size (core.network.NetworkConfig.scale_prior)
         free = {"emotion_head": self.config.net.emotion_head,
                 "presence_head": self.config.net.presence_head,
-                "input_size": self.config.net.input_size, "scale_prior": self.config.net.scale_prior}
+                "input_size": self.config.net.input_size, "scale_prior": self.config.net.scale_prior,
+                "pooling": self.config.net.pooling}
         if dataclasses.replace(source.config, **free) != self.config.net:
             raise ValueError(f"init_weights {path}: network config {source.config} differs from "
                              f"the run's {self.config.net} (beyond the optional heads and the "
@@ -238,10 +261,12 @@ class Trainer:
                              f"{source.config.scale_prior * resized:.4f} (the source's "
                              f"{source.config.scale_prior:.4f} x {resized:g}), got "
                              f"{self.config.net.scale_prior:.4f}")
-        # heads the source lacks keep their fresh initialisation; heads the run drops are ignored
+        # heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
+        # so does a depthwise pooling the source lacks or has at another input size (it starts
+        # as the mean, which is what a mean-pooled source was trained with)
         own = self.net.state_dict()
-        self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},
-                                 strict=False)
+        self.net.load_state_dict({k: v for k, v in source.state_dict().items()
+                                  if k in own and own[k].shape == v.shape}, strict=False)
 
     def lr_at(self, step: int, total: int, minutes: float | None = None) -> float:
         """Linear warm-up, then cosine decay to 0 at the step budget, or at ``max_minutes`` when
@@ -258,13 +283,14 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.net.eval()
+        net = self.kept_net
+        net.eval()
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
                             num_workers=self.config.data.workers)
         errors68, errors51, blend_error, blend_count = [], [], 0.0, 0.0
         angles, hits, labelled = [], 0, 0
         for batch in loader:
-            l2, params = self.landmarks(batch["image"].to(self.device))
+            l2, params = self.landmarks(batch["image"].to(self.device), net)
             angles.append(rotation_errors_deg(params.rotation, batch["rotation"].to(self.device),
                                               batch["rotation_mask"].to(self.device)))
             if params.emotion_logits is not None:
@@ -278,7 +304,7 @@ class Trainer:
             arkit = params.expression @ self.arkit.T
             blend_error += float(((arkit - batch["blendshapes"].to(self.device)).abs() * mask).sum())
             blend_count += float(mask.sum())
-        self.net.train()
+        net.train()
         e68, e51, angle = torch.cat(errors68), torch.cat(errors51), torch.cat(angles)
         extra = {"val_rotation_deg": float(angle.mean()) if len(angle) else float("nan")}
         if labelled:
@@ -332,7 +358,7 @@ class Trainer:
 
     def rank_hashes(self) -> list[str]:
         """The weights' hash on every rank (DDP keeps them equal; a difference is a bug)."""
-        mine = tensor_hash(dict(self.net.named_parameters()))
+        mine = tensor_hash(dict(self.kept_net.named_parameters()))
         if self.dist.world == 1:
             return [mine]
         hashes: list[str] = [""] * self.dist.world
@@ -348,6 +374,8 @@ class Trainer:
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
         self.step += 1
         bar.update(1)
         if self.dist.main and self.step % self.config.log_every_steps == 0:
@@ -369,9 +397,10 @@ class Trainer:
         if self.dist.main:
             self.log_row({"step": self.step, "epoch": self.epoch, **metrics})
             if improved:
-                save_weights(self.out / "best.safetensors", self.net,
+                save_weights(self.out / "best.safetensors", self.kept_net,
                              extra={"step": self.step, **metrics})
-            save_weights(self.out / "last.safetensors", self.net, extra={"step": self.step, **metrics})
+            save_weights(self.out / "last.safetensors", self.kept_net,
+                         extra={"step": self.step, **metrics})
             self.save_checkpoint()
 
     # ------------------------------------------------------------------ logs and checkpoints
@@ -404,6 +433,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         state = {"net": self.net.state_dict(), "probe": self.probe.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
+                 **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
                  "step": torch.tensor(self.step), "epoch": torch.tensor(self.epoch),
                  "best": torch.tensor(self.best),
                  "bad_validations": torch.tensor(self.bad_validations),
@@ -421,6 +451,12 @@ class Trainer:
         if "probe" in state:
             self.probe.load_state_dict(state["probe"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            else:  # a run that had no average: it starts from the resumed weights
+                log.info("--resume: the checkpoint has no weight average; it starts here")
+                self.ema = ema_model(self.net, self.config.ema_decay)
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])
         self.minutes_before = float(state.get("minutes", 0.0))

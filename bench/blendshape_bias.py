@@ -24,26 +24,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face_expr_ros.core.arkit import ARKIT_NAMES, to_arkit  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
-from face_expr_ros.training.datasets import (build_index, load_image_rgb,  # noqa: E402
-                                              load_teacher_cache, split_of)
+from face_expr_ros.training.datasets import build_index, load_teacher_cache, split_of  # noqa: E402
+from face_expr_ros.training.evaluate import largest_faces  # noqa: E402
 
 
 def scores(rec: Reconstructor, entries) -> tuple[np.ndarray, np.ndarray]:
-    """(ours, teacher) (N, 52) for the entries whose largest face is found."""
+    """(ours, teacher) (N, 52) for the entries whose face is found (``face_expr eval``'s path)."""
     ours, theirs = [], []
-    for entry in entries:
-        faces = rec.reconstruct(load_image_rgb(entry.path))
-        if faces:
-            face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    for entry, face in largest_faces(rec, entries):
+        if face is not None:
             ours.append(to_arkit(face.names, face.coefficients))
             theirs.append(entry.blendshapes)
     return np.array(ours, np.float64).reshape(-1, 52), np.array(theirs, np.float64).reshape(-1, 52)
 
 
 def row(name: str, ours: np.ndarray, theirs: np.ndarray, top: int) -> str:
-    diff = np.nanmean(ours - theirs, axis=0)
-    scored = np.isfinite(diff)
-    order = [j for j in np.argsort(-np.abs(np.nan_to_num(diff))) if scored[j]][:top]
+    scored = np.isfinite(theirs).any(axis=0)  # tongueOut: never scored by the teacher
+    diff = np.zeros(theirs.shape[1])
+    diff[scored] = np.nanmean(ours[:, scored] - theirs[:, scored], axis=0)
+    order = [j for j in np.argsort(-np.abs(diff)) if scored[j]][:top]
     worst = ", ".join(f"{ARKIT_NAMES[j]} {np.nanmean(ours[:, j]):.2f} / {np.nanmean(theirs[:, j]):.2f}"
                       for j in order)
     return (f"| {name} | {len(ours)} | {np.nanmean(np.abs(ours - theirs)[:, scored]):.4f} | "

@@ -38,8 +38,8 @@ from face_expr_ros.core.align import (apply_affine, crop_from_landmarks,  # noqa
 from face_expr_ros.core.network import FaceParams  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.training.datasets import (build_index, load_image_rgb,  # noqa: E402
-                                              load_teacher_cache, set_folder, split_of,
-                                              teacher_landmarks)
+                                              load_teacher_cache, mediapipe_landmarks,
+                                              set_folder, split_of, teacher_record)
 from face_expr_ros.training.metrics import (REGIONS, interocular_np, nme_per_image,  # noqa: E402
                                              nme_regions)
 
@@ -87,12 +87,17 @@ def teacher_in_crop(rec: Reconstructor, entry, cache: dict | None) -> np.ndarray
     """The teacher's 68 landmarks of ``entry`` in the crop framed on its labels (None: none)."""
     if cache is None:
         return None
-    record = cache.get(("helen_train", entry.path.relative_to(set_folder("helen_train")).as_posix()))
-    points = teacher_landmarks(record)
-    if points is None or (record or {}).get("teacher") != "mediapipe":
+    points = mediapipe_landmarks(teacher_record(cache, entry, set_folder("helen_train")))
+    if points is None:
         return None
     crop = landmark_crop_affine(entry.landmarks, rec.input_size, rec.net.config.crop_margin)
     return apply_affine(crop, points)
+
+
+def stacked(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 68, 2) predictions and (N, 68, 2) labels of (predicted, labels) pairs."""
+    return (np.array([p for p, _ in items], np.float64),
+            np.array([t for _, t in items], np.float64))
 
 
 def span(points: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -103,8 +108,7 @@ def span(points: np.ndarray, a: int, b: int) -> np.ndarray:
 def region_cells(items: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
     """Per-region NME, then the mouth width and inner opening: mean ratio to the labels' (both
     over the inter-ocular distance) and the correlation across faces."""
-    predicted = np.array([p for p, _ in items], np.float64)
-    labels = np.array([t for _, t in items], np.float64)
+    predicted, labels = stacked(items)
     regions = nme_regions(predicted, labels)
     cells = [f"{regions[name].mean():.4f}" for name in REGIONS]
     scale = interocular_np(labels)
@@ -129,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
              if args.teacher_cache else None)
     labelled = [e for e in build_index("helen_train")
                 if e.landmarks is not None and e.landmark_source == "human"]
-    rows: dict[str, list] = {"network, validation": [], "network, training split": [],
-                             "face model fit, validation": []}
+    # (predicted, labels) crop pixels of every face, per row
+    pairs: dict[str, list] = {"network, validation": [], "network, training split": [],
+                              "face model fit, validation": []}
     if cache is not None:
-        rows[TEACHER_ROW] = []
-    pairs: dict[str, list] = {name: [] for name in rows}  # (predicted, labels) crop pixels
+        pairs[TEACHER_ROW] = []
     for split, name in (("val", "network, validation"), ("train", "network, training split")):
         entries = [e for e in labelled if split_of(e) == split]
         for entry in entries[: args.limit] if split == "train" else entries:
@@ -141,23 +145,20 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 params = rec.net(pixels)
                 landmarks = rec.projector(params, rec.input_size)[0].numpy()
-            rows[name].append(nme_per_image(landmarks, target))
             pairs[name].append((landmarks, target))
             if split == "val":
-                fitted = fit(rec, params, target, args.iterations)
-                rows["face model fit, validation"].append(nme_per_image(fitted, target))
-                pairs["face model fit, validation"].append((fitted, target))
+                pairs["face model fit, validation"].append(
+                    (fit(rec, params, target, args.iterations), target))
                 teacher = teacher_in_crop(rec, entry, cache)
                 if teacher is not None:
-                    rows[TEACHER_ROW].append(nme_per_image(teacher, target))
                     pairs[TEACHER_ROW].append((teacher, target))
     print(f"bench/landmark_floor.py: helen_train human labels, crops framed on them; weights "
           f"{args.weights or 'package'}; {args.iterations} Adam steps per fit; load average "
           f"{os.getloadavg()[0]:.1f}\n")
     print("| what | faces | NME68 | NME51 |\n|---|---|---|---|")
-    for name, values in rows.items():
-        v = np.asarray(values, np.float64)
-        print(f"| {name} | {len(v)} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.4f} |")
+    for name, items in pairs.items():
+        nme68, nme51 = nme_per_image(*stacked(items))
+        print(f"| {name} | {len(items)} | {nme68.mean():.4f} | {nme51.mean():.4f} |")
     print("\n| what | " + " | ".join(f"NME {r}" for r in REGIONS) + " | mouth width ratio / corr "
           "| inner opening ratio / corr |\n|---|" + "---|" * (len(REGIONS) + 2))
     for name, items in pairs.items():

@@ -85,10 +85,9 @@ def main() -> int:
           f"frames; load average {os.getloadavg()[0]:.1f}")
     print("| weights | mode | NME68 mean % | NME68 median % | frames published | detector runs | "
           "refine passes per frame | median ms per frame |\n|---|---|---|---|---|---|---|---|")
-    runs = [(w, "detect every frame", "detect", 1.0) for w in args.weights] + [
-        (w, f"tracking, refine_iou {v:g}", "follow", v) for w in args.weights
-        for v in args.refine_iou]
-    runs.sort(key=lambda r: args.weights.index(r[0]))  # each network's rows together
+    modes = [("detect every frame", "detect", 1.0)] + [
+        (f"tracking, refine_iou {v:g}", "follow", v) for v in args.refine_iou]
+    runs = [(w, *mode) for w in args.weights for mode in modes]  # each network's rows together
     for weights, name, mode, refine_iou in runs:
         r = run(mode, faces, args.frames, refine_iou, weights)
         refined = "-" if mode == "detect" else f"{r['refined']:.2f}"

@@ -284,3 +284,31 @@ def test_fine_tuning_mean_pooled_weights_into_depthwise_pooling(tmp_path, data_r
     deep.fit(progress=False)
     loaded = load_weights(Path(deep.config.output) / "last.safetensors")
     assert loaded.config.pooling == "depthwise" and loaded.backbone.pool is not None
+    with pytest.raises(ValueError, match="does not carry over"):  # its learned pooling would be lost
+        Trainer(tiny_config(tmp_path, data_root,
+                            init_weights=str(Path(deep.config.output) / "last.safetensors")))
+
+
+def test_config_base_merges_sections_and_every_shipped_config_loads(tmp_path):
+    (tmp_path / "a.yaml").write_text("lr: 0.001\nbatch_size: 8\nnet: {width: 0.25, feature_dim: 64}\n"
+                                     "data: {sets: {helen_train: 3.0, lfw_gray: 1.0}, workers: 0}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nlr: 0.002\nnet: {pooling: depthwise}\n"
+                                     "data: {sets: {helen_train: 1.0}}\n")
+    config = load_config(tmp_path / "b.yaml", {"loss.rotation": 0.5})
+    assert config.lr == 0.002 and config.batch_size == 8  # the variant's key wins, the rest stays
+    assert config.net.width == 0.25 and config.net.pooling == "depthwise"  # a section is merged
+    assert config.data.sets == {"helen_train": 1.0} and config.data.workers == 0  # values replace
+    assert config.loss.rotation == 0.5
+    (tmp_path / "c.yaml").write_text("base: d.yaml\n")
+    (tmp_path / "d.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ValueError, match="includes itself"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "e.yaml").write_text("base: a.yaml\nnet: {depth: 3}\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(tmp_path / "e.yaml")
+    configs = Path(__file__).resolve().parents[1] / "face_expr_ros" / "training" / "configs"
+    for path in sorted(configs.glob("*.yaml")):
+        load_config(path)  # every shipped config (and its bases) is complete and known
+    variant = load_config(configs / "own_framing.yaml")
+    assert variant.data.own_framing == 0.3 and variant.ema_decay == 0.999
+    assert variant.loss.feature_points == 3.0  # from feature_points.yaml, two bases down

@@ -165,16 +165,16 @@ def network_column(name: str, reconstructor, entries: dict[str, list]) -> Column
 
 def teacher_column(entries: dict[str, list], cache: dict, root=None) -> Column:
     from ..core.camera import matrix_to_euler
-    from .datasets import set_folder, teacher_landmarks, teacher_rotation
+    from .datasets import mediapipe_landmarks, set_folder, teacher_record, teacher_rotation
 
     column = Column("teacher")
     for set_name, items in entries.items():
         folder = set_folder(set_name, root)
         for entry in items:
-            record = cache.get((set_name, entry.path.relative_to(folder).as_posix()))
-            points = teacher_landmarks(record)
-            if points is None or (record or {}).get("teacher") != "mediapipe":
-                continue  # no face, or dlib's points in an assumed box: not the teacher's output
+            record = teacher_record(cache, entry, folder)
+            points = mediapipe_landmarks(record)
+            if points is None:
+                continue
             rotation = teacher_rotation(record)
             scores = entry.blendshapes
             column.faces[(set_name, str(entry.path))] = FaceOutput(

@@ -71,16 +71,35 @@ def _build(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping. With ``base: OTHER.yaml`` (a path beside it) that file is read
+    first and this one's keys replace its keys; a section (``net``, ``loss``, ``data``) is merged
+    key by key, so a variant names only what it changes."""
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read training config {path}: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    seen = (*seen, path.resolve())
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen:
+        raise ValueError(f"{path}: base {base} includes itself")
+    merged = _read_yaml(base_path, seen)
+    for key, value in values.items():
+        section = merged.get(key)
+        both = isinstance(section, dict) and isinstance(value, dict)
+        merged[key] = {**section, **value} if both else value
+    return merged
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML config (missing keys take the defaults above), then apply ``overrides``."""
-    values: dict = {}
-    if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"cannot read training config {path}: {err}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+    """Read a YAML config (missing keys take the defaults above; ``base: FILE`` starts from
+    another config beside it), then apply ``overrides``."""
+    values: dict = _read_yaml(Path(path)) if path is not None else {}
     for key, value in (overrides or {}).items():
         target = values
         *parents, leaf = key.split(".")

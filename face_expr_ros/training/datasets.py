@@ -337,6 +337,19 @@ def load_teacher_cache(folder: str | os.PathLike,
     return records
 
 
+def teacher_record(cache: dict[tuple[str, str], dict], entry: IndexEntry,
+                   set_folder: Path) -> dict | None:
+    """``entry``'s record in a teacher cache (load_teacher_cache), None when it has none."""
+    return cache.get((entry.set_name, entry.path.relative_to(set_folder).as_posix()))
+
+
+def mediapipe_landmarks(record: dict | None) -> np.ndarray | None:
+    """The teacher's own (68, 2) landmarks: a MediaPipe record's; None for no face and for
+    dlib's points in an assumed box (FER2013 thumbnails), which are not the teacher's output."""
+    points = teacher_landmarks(record)
+    return points if points is not None and record.get("teacher") == "mediapipe" else None
+
+
 def teacher_landmarks(record: dict | None) -> np.ndarray | None:
     """(68, 2) float32 pixels of an ``"ok"`` teacher record; None for no_face/failed/bad shapes."""
     if not record or record.get("status") != "ok":
@@ -385,7 +398,7 @@ def merge_teacher(entries: list[IndexEntry], set_folder: Path,
     attach the teacher's blendshape scores and head rotation to every entry that has them."""
     merged = []
     for entry in entries:
-        record = cache.get((entry.set_name, entry.path.relative_to(set_folder).as_posix()))
+        record = teacher_record(cache, entry, set_folder)
         if entry.landmarks is None:
             points = teacher_landmarks(record)
             if points is not None:

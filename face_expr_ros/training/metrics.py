@@ -51,18 +51,21 @@ def nme_per_image(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray,
     Returns:
         (...,) over all 68 points and (...,) over the 51 inner points 17-67.
     """
+    error = point_errors(predicted, truth)
+    return error.mean(-1), error[..., INNER].mean(-1)
+
+
+def point_errors(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(..., 68) distances of (..., 68, 2) predictions to ``truth`` over its outer inter-ocular
+    distance (numpy)."""
     predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
     if predicted.shape != truth.shape or predicted.shape[-2:] != (68, 2):
         raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (..., 68, 2)")
-    error = np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
-    return error.mean(-1), error[..., INNER].mean(-1)
+    return np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
 
 
 def nme_regions(predicted: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
     """Per-region NME of (..., 68, 2) predictions (:data:`REGIONS`; the inter-ocular distance of
     ``truth`` normalises every region, as :func:`nme_per_image`)."""
-    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
-    if predicted.shape != truth.shape or predicted.shape[-2:] != (68, 2):
-        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape}: expected (..., 68, 2)")
-    error = np.linalg.norm(predicted - truth, axis=-1) / interocular_np(truth)[..., None]
+    error = point_errors(predicted, truth)
     return {name: error[..., part].mean(-1) for name, part in REGIONS.items()}

@@ -215,7 +215,7 @@ class Trainer:
         images = b["image"] if negatives is None else torch.cat((b["image"], negatives))
         l2_all, params_all = self.landmarks(images)
         l2, params = l2_all[:faces], params_all[:faces]
-        if self.train_set.params.own_framing > 0 and "index" in b:
+        if self.train_set.params.own_framing > 0:
             self.train_set.record_framing(b["index"], b["to_crop"], l2)
         l2_aug = None
         if self.config.loss.consistency > 0:
@@ -261,12 +261,17 @@ class Trainer:
                              f"{source.config.scale_prior * resized:.4f} (the source's "
                              f"{source.config.scale_prior:.4f} x {resized:g}), got "
                              f"{self.config.net.scale_prior:.4f}")
+        if source.config.pooling != "mean" and (source.config.pooling != self.config.net.pooling
+                                                or resized != 1):
+            raise ValueError(f"init_weights {path}: its learned {source.config.pooling} pooling "
+                             f"does not carry over to net.pooling {self.config.net.pooling!r} at "
+                             f"input size {self.config.net.input_size}")
         # heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
-        # so does a depthwise pooling the source lacks or has at another input size (it starts
-        # as the mean, which is what a mean-pooled source was trained with)
+        # so does a depthwise pooling the source lacks (it starts as the mean, which is what a
+        # mean-pooled source was trained with)
         own = self.net.state_dict()
-        self.net.load_state_dict({k: v for k, v in source.state_dict().items()
-                                  if k in own and own[k].shape == v.shape}, strict=False)
+        self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},
+                                 strict=False)
 
     def lr_at(self, step: int, total: int, minutes: float | None = None) -> float:
         """Linear warm-up, then cosine decay to 0 at the step budget, or at ``max_minutes`` when

@@ -4,7 +4,8 @@ fixed point as good as the detector's?
     .venv/bin/python bench/self_framing.py [--faces 60] [--passes 3] [--weights W]
 
 For each helen_train validation face (split by subject, training.datasets.split_of) the network
-runs on the crop of the detector's best box (core.align.crop_from_box: "detect"), on the crop
+runs on the crop of the detector's box as ``face_expr eval`` frames it (training.evaluate.faces_of:
+"detect"), on the crop
 framed on the human labels (the training framing: "labels"), and then ``--passes`` times on the
 crop framed on its own previous landmarks, starting from the detector's (the tracking mode on a
 face that does not move, core.follow without motion). Reported: NME68 mean (inter-ocular %) per
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from face_expr_ros.core.align import landmark_box  # noqa: E402
+from face_expr_ros.core.align import landmark_box, landmark_side  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.training.datasets import build_index, load_image_rgb, split_of  # noqa: E402
+from face_expr_ros.training.evaluate import faces_of  # noqa: E402
 from face_expr_ros.training.metrics import nme_per_image  # noqa: E402
 
 
@@ -31,10 +33,9 @@ def box_offset(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float,
     """(side ratio, centre dx / side, centre dy / side) of the predicted landmark box against the
     labels' (sides: the longer box side)."""
     bp, bl = landmark_box(predicted), landmark_box(labels)
-    side_p = max(bp[2] - bp[0], bp[3] - bp[1])
-    side_l = max(bl[2] - bl[0], bl[3] - bl[1])
-    centre = ((bp[:2] + bp[2:]) - (bl[:2] + bl[2:])) / 2 / side_l
-    return float(side_p / side_l), float(centre[0]), float(centre[1])
+    side = landmark_side(labels)
+    centre = ((bp[:2] + bp[2:]) - (bl[:2] + bl[2:])) / 2 / side
+    return landmark_side(predicted) / side, float(centre[0]), float(centre[1])
 
 
 def main() -> int:
@@ -49,10 +50,10 @@ def main() -> int:
     offsets = []
     for entry in entries:
         image, labels = load_image_rgb(entry.path), entry.landmarks
-        detections = rec.detect(image)
-        if not detections:
+        found = faces_of(rec, image)
+        if not found:
             continue
-        face = rec.reconstruct_boxes(image, [max(detections, key=lambda d: d.score)])[0]
+        face = found[0]
         errors["detect"].append(nme_per_image(face.landmarks, labels)[0])
         framed = rec.reconstruct_landmarks(image, [labels], [1.0])[0]
         errors["labels"].append(nme_per_image(framed.landmarks, labels)[0])

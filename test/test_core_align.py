@@ -87,3 +87,9 @@ def test_detector_box_crops_frame_helen_faces_like_landmark_crops(data_root):
         b = apply_affine(from_lmk.image_to_crop, sample.landmarks)
         assert np.abs(a.mean(0) - b.mean(0)).max() < 10.0, entry.path  # crop pixels of 128
         assert np.ptp(a, axis=0).max() == pytest.approx(np.ptp(b, axis=0).max(), rel=0.15)
+
+
+def test_landmark_side_is_the_longer_side_of_the_landmark_box():
+    points = np.array([[10.0, 20.0], [40.0, 25.0], [25.0, 80.0]])
+    assert align.landmark_side(points) == 60.0  # height 60 > width 30
+    assert align.landmark_side(points[:, ::-1]) == 60.0  # the same box transposed

@@ -99,6 +99,12 @@ def landmark_box(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate((pts.min(0), pts.max(0)))
 
 
+def landmark_side(landmarks: np.ndarray) -> float:
+    """(N, 2) points -> the longer side of their bounding box (the side crops are framed on)."""
+    x0, y0, x1, y1 = landmark_box(landmarks)
+    return float(max(x1 - x0, y1 - y0))
+
+
 def warp_crop(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.ndarray:
     """(H, W, C) image -> (size, size, C) through the 2x3 ``image_to_crop`` (bilinear, replicate;
     prefiltered when it shrinks by more than :data:`PREFILTER_SHRINK`, module docstring)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.align import CROP_MARGIN, landmark_box, warp_crop
+from ..core.align import CROP_MARGIN, landmark_box, landmark_side, warp_crop
 from ..core.camera import crop_affine
 from .datasets import IndexEntry, load_image_rgb
 
@@ -60,11 +60,6 @@ def cache_root() -> Path:
     return Path(base) / "face_expr_ros" / "crops"
 
 
-def box_side(landmarks: np.ndarray) -> float:
-    x0, y0, x1, y1 = landmark_box(landmarks)
-    return float(max(x1 - x0, y1 - y0))
-
-
 def cache_key(set_name: str, entries: list[IndexEntry], params: CacheParams) -> str:
     digest = hashlib.sha256(json.dumps([FORMAT, set_name, asdict(params)]).encode())
     for entry in entries:
@@ -75,7 +70,7 @@ def cache_key(set_name: str, entries: list[IndexEntry], params: CacheParams) -> 
 
 def cache_side(entries: list[IndexEntry], params: CacheParams) -> int:
     """The set's crop side: the median native side of the cached square, clamped, even."""
-    native = np.median([box_side(e.landmarks) for e in entries]) * (1 + params.margin) * params.extent
+    native = np.median([landmark_side(e.landmarks) for e in entries]) * (1 + params.margin) * params.extent
     return int(np.clip(round(native / 2) * 2, params.min_side, params.max_side))
 
 

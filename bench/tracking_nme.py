@@ -11,7 +11,8 @@ smoothing on: landmarks are not smoothed): "detect" runs the detector on every f
 the tracking mode (crop from the previous landmarks, detection every 0.5 s), once per
 ``--refine-iou`` (core.follow.DEFAULT_REFINE_IOU; default: the library's). Reported: NME68
 (inter-ocular %) over the frames where the face is published, frames published, detector runs,
-refine passes per frame (core.follow.DEFAULT_REFINE_IOU).
+refine passes per frame (core.follow.DEFAULT_REFINE_IOU); then, per face, tracking minus
+detecting (:func:`print_per_face`).
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ def clip(image: np.ndarray, landmarks: np.ndarray, n: int):
 
 def run(mode: str, faces, n_frames: int, refine_iou: float = DEFAULT_REFINE_IOU,
         weights: str | None = None) -> dict:
-    errors, published, detections, ms, refined = [], 0, 0, [], 0
+    errors, published, detections, ms, refined, per_face = [], 0, 0, [], 0, []
     for image, truth in faces:
+        start = len(errors)
         rec = Reconstructor(weights, device="cpu", tracker=Tracker(), follow=mode == "follow",
                             refine_iou=refine_iou)
         for k, (frame, gt) in enumerate(clip(image, truth, n_frames)):
@@ -65,9 +67,28 @@ def run(mode: str, faces, n_frames: int, refine_iou: float = DEFAULT_REFINE_IOU,
             if found:
                 published += 1
                 errors.append(100 * nme_per_image(found[0].landmarks, gt)[0])
-    return dict(nme=float(np.mean(errors)), median=float(np.median(errors)), published=published,
+        per_face.append(float(np.mean(errors[start:])) if len(errors) > start else float("nan"))
+    return dict(per_face=np.array(per_face), nme=float(np.mean(errors)),
+                median=float(np.median(errors)), published=published,
                 frames=len(faces) * n_frames, detections=detections, ms=float(np.median(ms)),
                 refined=refined / (len(faces) * n_frames))
+
+
+def print_per_face(results: dict, weights: list, modes: list) -> None:
+    """Where the tracking mode's cost is: per face, its clip's mean NME68 tracking minus
+    detecting every frame; the median face, and how much of the mean the faces off by more than
+    1 point carry (hard faces, on which the network's landmarks depend on the crop's framing)."""
+    print("\nPer face, tracking minus detecting every frame (NME68 points):\n"
+          "| weights | mode | mean | median face | faces off by > 1 (worse / better) | "
+          "mean without them |\n|---|---|---|---|---|---|")
+    for w in weights:
+        detect = results[w, modes[0][0]]["per_face"]
+        for name, _, _ in modes[1:]:
+            diff = results[w, name]["per_face"] - detect
+            big = np.abs(diff) > 1.0
+            rest = f"{np.nanmean(diff[~big]):+.2f}" if (~big).any() else "-"
+            print(f"| {w or 'shipped'} | {name} | {np.nanmean(diff):+.2f} | {np.nanmedian(diff):+.2f} "
+                  f"| {int((diff > 1).sum())} / {int((diff < -1).sum())} | {rest} |")
 
 
 def main() -> int:
@@ -88,12 +109,14 @@ def main() -> int:
     modes = [("detect every frame", "detect", 1.0)] + [
         (f"tracking, refine_iou {v:g}", "follow", v) for v in args.refine_iou]
     runs = [(w, *mode) for w in args.weights for mode in modes]  # each network's rows together
+    results = {}
     for weights, name, mode, refine_iou in runs:
-        r = run(mode, faces, args.frames, refine_iou, weights)
+        r = results[weights, name] = run(mode, faces, args.frames, refine_iou, weights)
         refined = "-" if mode == "detect" else f"{r['refined']:.2f}"
         print(f"| {weights or 'shipped'} | {name} | {r['nme']:.2f} | {r['median']:.2f} | "
               f"{r['published']} / {r['frames']} "
               f"| {r['detections']} | {refined} | {r['ms']:.1f} |", flush=True)
+    print_per_face(results, args.weights, modes)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0
 

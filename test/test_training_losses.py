@@ -62,6 +62,29 @@ def test_feature_point_weights_keep_the_loss_size_and_weigh_the_features():
         L.landmark_mse(l2, l1, weights=w64[:60])
 
 
+def test_mouth_point_weight_multiplies_the_feature_weight_on_the_20_mouth_points():
+    w = L.point_weights(3.0, torch.device("cpu"), 2.0)
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    assert torch.allclose(w[48:] / w[17:48].mean(), torch.tensor(2.0)), "mouth over other features"
+    assert torch.allclose(w[17:48] / w[:17].mean(), torch.tensor(3.0)), "features over the jaw"
+    only_mouth = L.point_weights(1.0, torch.device("cpu"), 4.0)
+    assert only_mouth is not None and torch.allclose(only_mouth[48:] / only_mouth[:48].mean(),
+                                                     torch.tensor(4.0))
+    assert L.point_weights(1.0, None, 1.0) is None
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="mouth_points"):
+            L.point_weights(3.0, None, bad)
+    l1 = landmarks(2)
+    l2 = l1.clone()
+    l2[:, 48:] += 3.0  # only the mouth off
+    zeros = torch.zeros(2, 40, dtype=torch.float64), torch.zeros(2, 53, dtype=torch.float64)
+    base = L.total_loss(l1, l2, None, None, None, None, *zeros, L.LossWeights(feature_points=3.0))
+    mouth = L.total_loss(l1, l2, None, None, None, None, *zeros,
+                         L.LossWeights(feature_points=3.0, mouth_points=2.0))
+    ratio = (6.0 / ((17 + 31 * 3.0 + 20 * 6.0) / 68)) / (3.0 / ((17 + 51 * 3.0) / 68))
+    torch.testing.assert_close(mouth.mse, base.mse * ratio)
+
+
 def test_total_loss_applies_the_feature_point_weight_to_mse_and_consistency():
     l1 = landmarks(2)
     l2 = l1.clone()

@@ -44,6 +44,13 @@ class LossWeights:
     # moves over the face as it turns; the teacher's map is weakest there) and, squared, their
     # errors drown the features' (docs/training.md, "Feature-point weight")
     feature_points: float = 1.0
+    # a further factor on the 20 mouth points (iBUG 48-67) over ``feature_points``: the mouth
+    # carries most of the gap to the teacher and the network under-opens mouths (docs/training.md,
+    # "Mouth-point weight"; bench/landmark_floor.py)
+    mouth_points: float = 1.0
+
+
+MOUTH = slice(48, 68)  # the iBUG mouth points (outer lip 48-59, inner lip 60-67)
 
 
 def face_size(landmarks: torch.Tensor) -> torch.Tensor:
@@ -52,16 +59,20 @@ def face_size(landmarks: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(extent.prod(dim=-1).clamp_min(1.0))
 
 
-@functools.lru_cache(maxsize=8)  # one tensor per (weight, device), not one per training step
-def point_weights(feature_points: float, device: torch.device | None = None) -> torch.Tensor | None:
-    """(68,) weights of the iBUG points, the 17 jaw points 1 and the 51 feature points
-    ``feature_points``, scaled to mean 1 (so the loss keeps its size); None for 1.0 (unweighted)."""
-    if feature_points <= 0:
-        raise ValueError(f"feature_points must be > 0, got {feature_points}")
-    if feature_points == 1.0:
+@functools.lru_cache(maxsize=8)  # one tensor per (weights, device), not one per training step
+def point_weights(feature_points: float, device: torch.device | None = None,
+                  mouth_points: float = 1.0) -> torch.Tensor | None:
+    """(68,) weights of the iBUG points, the 17 jaw points 1, the 51 feature points
+    ``feature_points`` and, of these, the 20 mouth points ``feature_points * mouth_points``, scaled
+    to mean 1 (so the loss keeps its size); None when both are 1.0 (unweighted)."""
+    for name, value in (("feature_points", feature_points), ("mouth_points", mouth_points)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if feature_points == 1.0 and mouth_points == 1.0:
         return None
     weights = torch.ones(68, device=device)
     weights[N_JAW:] = feature_points
+    weights[MOUTH] *= mouth_points
     return weights / weights.mean()
 
 
@@ -218,7 +229,7 @@ def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
     (weight ``weights.blendshapes``); None or weight 0: the term is 0. The rotation, emotion and
     presence terms are added by the caller with :meth:`LossTerms.add`.
     """
-    points = point_weights(weights.feature_points, l2.device)
+    points = point_weights(weights.feature_points, l2.device, weights.mouth_points)
     mse = landmark_mse(l2, l1, weights=points)
     zero = mse.new_zeros(())
     cons = zero

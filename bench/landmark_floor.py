@@ -13,7 +13,9 @@ On helen_train's human labels (crops framed on the labels, so the detector plays
         [--teacher-cache ~/.cache/face_expr_ros/teacher_v3]   # adds the teacher's row
 
 With a teacher cache (face_expr annotate) a row gives MediaPipe Face Landmarker's own landmarks
-(its 478 points mapped to 68) on the validation faces it found, in the same crop pixels.
+(its 478 points mapped to 68) on the validation faces it found, in the same crop pixels, and a
+third table compares the mouth's ARKit scores with the teacher's (:func:`shape_rows`): ours and
+the fit's, whose expression only the labels decide.
 
 Prints two tables: NME68 and NME51 (mean point error / outer inter-ocular distance), then per
 region (training.metrics.REGIONS) with the mouth's shape: its width (corners 48-54) and inner
@@ -35,11 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face_expr_ros.core.align import (apply_affine, crop_from_landmarks,  # noqa: E402
                                       landmark_crop_affine)
+from face_expr_ros.core.arkit import ARKIT_NAMES, to_arkit  # noqa: E402
 from face_expr_ros.core.network import FaceParams  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.training.datasets import (build_index, load_image_rgb,  # noqa: E402
                                               load_teacher_cache, mediapipe_landmarks,
-                                              set_folder, split_of, teacher_record)
+                                              set_folder, split_of, teacher_blendshapes,
+                                              teacher_record)
 from face_expr_ros.training.metrics import (REGIONS, interocular_np, nme_per_image,  # noqa: E402
                                              nme_regions)
 
@@ -59,8 +63,10 @@ def crop_and_labels(rec: Reconstructor, entry) -> tuple[torch.Tensor, np.ndarray
     return pixels, apply_affine(crop.image_to_crop, entry.landmarks)
 
 
-def fit(rec: Reconstructor, params: FaceParams, target: np.ndarray, iterations: int) -> np.ndarray:
-    """The face model's landmarks optimised to ``target`` (68, 2) crop pixels."""
+def fit(rec: Reconstructor, params: FaceParams, target: np.ndarray,
+        iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """The face model's landmarks (68, 2) optimised to ``target`` (68, 2) crop pixels, and the
+    fitted expression coefficients (E,)."""
     goal = torch.tensor(target, dtype=torch.float32)[None]
     identity = params.identity.clone().requires_grad_()
     logits = torch.logit(params.expression.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_()
@@ -77,10 +83,14 @@ def fit(rec: Reconstructor, params: FaceParams, target: np.ndarray, iterations: 
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return landmarks[0].detach().numpy()
+    return landmarks[0].detach().numpy(), torch.sigmoid(logits)[0].detach().numpy()
 
 
 TEACHER_ROW = "teacher (MediaPipe), validation faces it found"
+MOUTH_SHAPES = ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
+                "mouthUpperUpRight", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
+                "mouthStretchRight", "mouthFunnel", "mouthPucker", "mouthClose")
+"""The ARKit shapes that open, widen and shape the mouth: the shape table's rows."""
 
 
 def teacher_in_crop(rec: Reconstructor, entry, cache: dict | None) -> np.ndarray | None:
@@ -92,6 +102,31 @@ def teacher_in_crop(rec: Reconstructor, entry, cache: dict | None) -> np.ndarray
         return None
     crop = landmark_crop_affine(entry.landmarks, rec.input_size, rec.net.config.crop_margin)
     return apply_affine(crop, points)
+
+
+def teacher_scores(entry, cache: dict | None) -> np.ndarray | None:
+    """(52,) the teacher's ARKit scores of ``entry`` (NaN where it has none), or None."""
+    if cache is None:
+        return None
+    return teacher_blendshapes(teacher_record(cache, entry, set_folder("helen_train")))
+
+
+def shape_rows(scores: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[str]:
+    """Per mouth shape: mean of ours, the fit's and the teacher's ARKit scores, and the slope and
+    correlation of ours and of the fit's against the teacher's across faces (a slope below 1:
+    the scores move less than the teacher's from face to face)."""
+    ours, fitted, teacher = (np.array(x, np.float64) for x in zip(*scores))
+    rows = []
+    for name in MOUTH_SHAPES:
+        k = ARKIT_NAMES.index(name)
+        ok = np.isfinite(teacher[:, k])
+        t = teacher[ok, k]
+        cells = [f"{ours[ok, k].mean():.3f} / {fitted[ok, k].mean():.3f} / {t.mean():.3f}"]
+        for y in (ours[ok, k], fitted[ok, k]):
+            slope = np.polyfit(t, y, 1)[0]
+            cells.append(f"{slope:.2f} / {np.corrcoef(y, t)[0, 1]:.2f}")
+        rows.append(f"| {name} | {int(ok.sum())} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def stacked(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                               "face model fit, validation": []}
     if cache is not None:
         pairs[TEACHER_ROW] = []
+    shapes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (ours, fit's, teacher's)
     for split, name in (("val", "network, validation"), ("train", "network, training split")):
         entries = [e for e in labelled if split_of(e) == split]
         for entry in entries[: args.limit] if split == "train" else entries:
@@ -147,11 +183,16 @@ def main(argv: list[str] | None = None) -> int:
                 landmarks = rec.projector(params, rec.input_size)[0].numpy()
             pairs[name].append((landmarks, target))
             if split == "val":
-                pairs["face model fit, validation"].append(
-                    (fit(rec, params, target, args.iterations), target))
+                fitted, coefficients = fit(rec, params, target, args.iterations)
+                pairs["face model fit, validation"].append((fitted, target))
                 teacher = teacher_in_crop(rec, entry, cache)
                 if teacher is not None:
                     pairs[TEACHER_ROW].append((teacher, target))
+                scores = teacher_scores(entry, cache)
+                if scores is not None:
+                    names = rec.model.expression_names
+                    shapes.append((to_arkit(names, params.expression[0].numpy()),
+                                   to_arkit(names, coefficients), scores))
     print(f"bench/landmark_floor.py: helen_train human labels, crops framed on them; weights "
           f"{args.weights or 'package'}; {args.iterations} Adam steps per fit; load average "
           f"{os.getloadavg()[0]:.1f}\n")
@@ -163,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
           "| inner opening ratio / corr |\n|---|" + "---|" * (len(REGIONS) + 2))
     for name, items in pairs.items():
         print(f"| {name} | " + " | ".join(region_cells(items)) + " |")
+    if shapes:
+        print(f"\nMouth shapes, ARKit scores on the validation faces the teacher scored: ours, the "
+              "fit's (to the labels, no expression prior) and the teacher's\n"
+              "| shape | faces | mean ours / fit / teacher | ours vs teacher: slope / corr "
+              "| fit vs teacher: slope / corr |\n|---|---|---|---|---|")
+        print("\n".join(shape_rows(shapes)))
     print(f"\n{time.monotonic() - started:.0f} s")
     return 0
 

@@ -93,22 +93,14 @@ MOUTH_SHAPES = ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUp
 """The ARKit shapes that open, widen and shape the mouth: the shape table's rows."""
 
 
-def teacher_in_crop(rec: Reconstructor, entry, cache: dict | None) -> np.ndarray | None:
-    """The teacher's 68 landmarks of ``entry`` in the crop framed on its labels (None: none)."""
-    if cache is None:
-        return None
-    points = mediapipe_landmarks(teacher_record(cache, entry, set_folder("helen_train")))
+def teacher_in_crop(rec: Reconstructor, entry, record: dict | None) -> np.ndarray | None:
+    """The teacher's 68 landmarks of ``entry`` (its teacher ``record``) in the crop framed on its
+    labels (None: none)."""
+    points = mediapipe_landmarks(record)
     if points is None:
         return None
     crop = landmark_crop_affine(entry.landmarks, rec.input_size, rec.net.config.crop_margin)
     return apply_affine(crop, points)
-
-
-def teacher_scores(entry, cache: dict | None) -> np.ndarray | None:
-    """(52,) the teacher's ARKit scores of ``entry`` (NaN where it has none), or None."""
-    if cache is None:
-        return None
-    return teacher_blendshapes(teacher_record(cache, entry, set_folder("helen_train")))
 
 
 def shape_rows(scores: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[str]:
@@ -174,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if cache is not None:
         pairs[TEACHER_ROW] = []
     shapes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (ours, fit's, teacher's)
+    folder, names = set_folder("helen_train"), rec.model.expression_names
     for split, name in (("val", "network, validation"), ("train", "network, training split")):
         entries = [e for e in labelled if split_of(e) == split]
         for entry in entries[: args.limit] if split == "train" else entries:
@@ -185,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             if split == "val":
                 fitted, coefficients = fit(rec, params, target, args.iterations)
                 pairs["face model fit, validation"].append((fitted, target))
-                teacher = teacher_in_crop(rec, entry, cache)
+                record = None if cache is None else teacher_record(cache, entry, folder)
+                teacher = teacher_in_crop(rec, entry, record)
                 if teacher is not None:
                     pairs[TEACHER_ROW].append((teacher, target))
-                scores = teacher_scores(entry, cache)
+                scores = teacher_blendshapes(record)
                 if scores is not None:
-                    names = rec.model.expression_names
                     shapes.append((to_arkit(names, params.expression[0].numpy()),
                                    to_arkit(names, coefficients), scores))
     print(f"bench/landmark_floor.py: helen_train human labels, crops framed on them; weights "

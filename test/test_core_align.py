@@ -93,3 +93,44 @@ def test_landmark_side_is_the_longer_side_of_the_landmark_box():
     points = np.array([[10.0, 20.0], [40.0, 25.0], [25.0, 80.0]])
     assert align.landmark_side(points) == 60.0  # height 60 > width 30
     assert align.landmark_side(points[:, ::-1]) == 60.0  # the same box transposed
+
+
+def test_framing_of_takes_the_landmark_box_to_the_framed_box_within_its_limits():
+    landmarks = _landmarks(np.random.default_rng(3))
+    box = align.landmark_box(landmarks)
+    side = box[2] - box[0]
+    framed = align.BoxRule(1.1, 0.05, -0.08).apply(box)
+    rule = align.framing_of(landmarks, framed)
+    np.testing.assert_allclose(rule.apply(box), framed, atol=1e-9)
+    np.testing.assert_allclose(align.landmark_crop_affine(landmarks, 128, framing=rule),
+                               align.crop_affine(framed, 128, align.CROP_MARGIN))
+    far = align.framing_of(landmarks, box + np.array([1, 1, 1, 1]) * side)  # a whole side off
+    assert far.dx == pytest.approx(align.MAX_FRAMING_SHIFT)
+    assert far.dy == pytest.approx(align.MAX_FRAMING_SHIFT)
+    huge = align.framing_of(landmarks, align.BoxRule(3.0, 0.0, 0.0).apply(box))
+    assert huge.scale == pytest.approx(align.MAX_FRAMING_SCALE)
+    tiny = align.framing_of(landmarks, align.BoxRule(0.2, 0.0, 0.0).apply(box))
+    assert tiny.scale == pytest.approx(1 / align.MAX_FRAMING_SCALE)
+
+
+def test_crop_from_landmarks_with_a_framing_cuts_the_framed_box():
+    rng = np.random.default_rng(4)
+    landmarks = _landmarks(rng)
+    image = rng.integers(0, 256, (240, 320, 3), np.uint8)
+    rule = align.BoxRule(1.15, -0.05, 0.1)
+    framed = align.crop_from_landmarks(image, landmarks, 128, framing=rule)
+    plain = align.crop_from_landmarks(image, landmarks, 128)
+    boxed = align.crop_from_box(image, rule.apply(align.landmark_box(landmarks)), 128,
+                                rule=align.BoxRule(1.0, 0.0, 0.0))
+    np.testing.assert_allclose(framed.crop_to_image, boxed.crop_to_image, atol=1e-9)
+    np.testing.assert_array_equal(framed.image, boxed.image)
+    assert not np.allclose(framed.crop_to_image, plain.crop_to_image)
+
+
+def test_blend_framing_moves_part_of_the_way():
+    old, new = align.BoxRule(1.0, 0.0, 0.0), align.BoxRule(1.21, 0.1, -0.1)
+    assert align.blend_framing(None, new, 0.5) == new
+    assert align.blend_framing(old, new, 0.0) == old
+    assert align.blend_framing(old, new, 1.0).scale == pytest.approx(1.21)
+    half = align.blend_framing(old, new, 0.5)
+    assert (half.scale, half.dx, half.dy) == pytest.approx((1.1, 0.05, -0.05))

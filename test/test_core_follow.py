@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_expr_ros.core.follow import (FaceFollower, FollowedFace, inside_fraction,
-                                       predict_landmarks, presence)
+from face_expr_ros.core.align import DETECTOR_BOX_RULE, BoxRule, blend_framing, framing_of
+from face_expr_ros.core.follow import (REFRAME_WEIGHT, FaceFollower, FollowedFace, best_matches,
+                                       inside_fraction, predict_landmarks, presence)
 from face_expr_ros.core.reconstruct import Reconstructor
 from face_expr_ros.offline.examples import ASTRONAUT_FACE, astronaut
 
@@ -152,6 +153,9 @@ def test_deferred_detection_runs_after_the_frame_and_keeps_ids(face_model, head)
     assert seen[0] == [] and seen[1] == ["f1"], "confirmed on the 2nd frame (min_hits 2)"
     # the second face: detected after frame 15, followed from 16, confirmed at 17
     assert seen[16] == ["f1"] and seen[17] == ["f1", "f2"] and seen[-1] == ["f1", "f2"]
+    framings = {i: f.framing for i, f in rec.follower.faces.items()}
+    assert set(framings) == {"f1", "f2"} and None not in framings.values(), \
+        "both keep the detector's framing, the one a deferred detection found too"
 
 
 def test_refine_pass_only_where_the_crop_missed_the_face(face_model, head):
@@ -221,3 +225,51 @@ def test_detection_thread_runs_at_lower_priority_and_returns_results():
         worker.close()
     with pytest.raises(ValueError, match="nice"):
         DetectionThread(detect, nice=25)
+
+
+def test_a_still_face_followed_gets_the_crop_and_landmarks_of_per_frame_detection(face_model, head):
+    """Framing (core.follow): the followed crop keeps the detector's framing of the face, so a
+    face that does not move gives exactly what detecting it again would; framed on its own
+    landmark box instead, it drifts (0.3-0.6 px a point here)."""
+    image = frame(head, [200])
+    still = Reconstructor(face_model=face_model, device="cpu", backend="torch").reconstruct(image)[0]
+    assert still.framing == framing_of(still.landmarks, DETECTOR_BOX_RULE.apply(still.box))
+    for anchored in (True, False):
+        rec = Reconstructor(face_model=face_model, device="cpu", backend="torch", follow=True,
+                            detection_interval_s=0.5)
+        errors = []
+        for k in range(20):  # detections at frames 0 and 15
+            if not anchored:
+                for followed in rec.follower.faces.values():
+                    followed.framing = None
+            faces = rec.reconstruct(image, k / FPS)
+            errors += [np.abs(f.landmarks - still.landmarks).mean() for f in faces]
+        assert len(errors) == 19
+        if anchored:
+            assert rec.follower.faces["f1"].framing == still.framing
+            assert max(errors) < 1e-3, errors
+        else:
+            assert min(errors[1:]) > 0.05, "without the framing the crops drift from the detector's"
+
+
+def test_reframe_blends_a_followed_face_towards_a_new_detection():
+    follower = FaceFollower()
+    landmarks = np.random.default_rng(2).uniform(100, 200, (68, 2))
+    old, new = BoxRule(1.0, 0.0, 0.1), BoxRule(1.2, 0.1, 0.0)
+    follower.keep("f1", landmarks, 0.0, 0.9, old)
+    assert follower.faces["f1"].framing == old
+    follower.reframe("f1", new)
+    assert follower.faces["f1"].framing == blend_framing(old, new, REFRAME_WEIGHT)
+    follower.reframe("f9", new)  # not followed (any more): nothing to do
+    follower.reframe(None, new)
+    assert set(follower.faces) == {"f1"}
+    follower.keep("f2", landmarks + 300, 0.0, 0.8)
+    assert follower.faces["f2"].framing is None
+
+
+def test_best_matches_pairs_each_box_with_its_most_overlapping_one():
+    boxes = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [50, 50, 60, 60]], float)
+    others = np.array([[101, 101, 121, 121], [1, 0, 11, 10], [0, 0, 30, 30]], float)
+    np.testing.assert_array_equal(best_matches(boxes, others, 0.5), [1, 0, -1])
+    np.testing.assert_array_equal(best_matches(boxes, others[:0], 0.5), [-1, -1, -1])
+    assert best_matches(boxes[:0], others, 0.5).shape == (0,)

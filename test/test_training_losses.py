@@ -263,3 +263,49 @@ def test_loss_terms_add_weights_the_term():
     terms.add("rotation", torch.tensor(2.0), 0.5)
     assert float(terms.total) == 2.0 and float(terms.rotation) == 2.0
     assert "emotion" not in terms.as_floats() and terms.as_floats()["rotation"] == 2.0
+
+
+def test_wing_zero_at_target_continuous_and_normalised_by_face_size():
+    l1 = landmarks()
+    assert L.landmark_wing(l1.clone(), l1).abs() < 1e-12
+    size = L.face_size(l1)
+    width, curvature = 0.05, 0.01
+    for fraction in (0.01, 0.05 - 1e-9, 0.05 + 1e-9, 0.2):  # both sides of the switch at w
+        offset = torch.stack((fraction * size, torch.zeros_like(size)), -1)[:, None]
+        value = L.landmark_wing(l1 + offset, l1, width, curvature)
+        expected = (width * np.log1p(fraction / curvature) if fraction < width
+                    else fraction - width + width * np.log1p(width / curvature))
+        assert value.item() == pytest.approx(expected, rel=1e-4)
+    shifted = l1 + 3.0
+    torch.testing.assert_close(L.landmark_wing(2 * shifted, 2 * l1), L.landmark_wing(shifted, l1))
+    with pytest.raises(ValueError, match="curvature"):
+        L.landmark_wing(shifted, l1, 0.05, 0.0)
+    with pytest.raises(ValueError, match="shapes"):
+        L.landmark_wing(shifted[:, :60], l1)
+
+
+def test_wing_gradient_points_towards_the_target_and_is_steeper_than_mse_near_it():
+    l1 = landmarks(1)
+    l2 = (l1 + 1.0).requires_grad_(True)  # about 1 % of the face size off
+    L.landmark_wing(l2, l1).backward()
+    assert (l2.grad > 0).all(), "moving each point towards the target lowers the loss"
+    wing_grad = l2.grad.abs().mean()
+    l2.grad = None
+    L.landmark_mse(l2, l1).backward()
+    assert wing_grad > 10 * l2.grad.abs().mean(), "the log part pulls small errors far harder"
+
+
+def test_total_loss_adds_the_wing_term_on_both_views_only_when_weighted():
+    l1 = landmarks(2)
+    l2 = l1 + 2.0
+    zeros = (torch.zeros(2, 4), torch.zeros(2, 3))
+    off = L.total_loss(l1, l2, None, None, None, None, *zeros, L.LossWeights(consistency=0.0))
+    assert off.wing is None
+    on = L.total_loss(l1, l2, None, None, None, None, *zeros,
+                      L.LossWeights(consistency=0.0, wing=0.5))
+    torch.testing.assert_close(on.wing, L.landmark_wing(l2, l1))
+    torch.testing.assert_close(on.total - off.total, 0.5 * on.wing)
+    affine = rotation_affine(2, 0.0, (0.0, 0.0))
+    perm = torch.arange(68).expand(2, 68)
+    both = L.total_loss(l1, l2, l1, l1 + 1.0, affine, perm, *zeros, L.LossWeights(wing=0.5))
+    torch.testing.assert_close(both.wing, L.landmark_wing(l2, l1) + L.landmark_wing(l1 + 1.0, l1))

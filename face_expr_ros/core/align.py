@@ -145,17 +145,47 @@ def _multiple_end(start: int, end: int, limit: int, factor: int) -> int:
 
 
 def crop_from_landmarks(image: np.ndarray | ReducedImage, landmarks: np.ndarray,
-                        size: int = DEFAULT_SIZE, margin: float = CROP_MARGIN) -> Crop:
-    """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added.
-    A core.reduced_image.ReducedImage is cut from its reduced pixels (``landmarks`` and the
-    Crop's affines in full-image pixels)."""
-    return _crop(image, landmark_crop_affine(landmarks, size, margin), size)
+                        size: int = DEFAULT_SIZE, margin: float = CROP_MARGIN,
+                        framing: BoxRule | None = None) -> Crop:
+    """Crop around the landmark box of (68, 2) ``landmarks`` (image pixels), ``margin`` added;
+    with ``framing``, around ``framing.apply`` of that box (:func:`framing_of`). A
+    core.reduced_image.ReducedImage is cut from its reduced pixels (``landmarks`` and the Crop's
+    affines in full-image pixels)."""
+    return _crop(image, landmark_crop_affine(landmarks, size, margin, framing), size)
 
 
 def landmark_crop_affine(landmarks: np.ndarray, size: int = DEFAULT_SIZE,
-                         margin: float = CROP_MARGIN) -> np.ndarray:
-    """2x3 image -> crop affine of :func:`crop_from_landmarks` (the training framing)."""
-    return crop_affine(landmark_box(landmarks), size, margin)
+                         margin: float = CROP_MARGIN, framing: BoxRule | None = None) -> np.ndarray:
+    """2x3 image -> crop affine of :func:`crop_from_landmarks` (without ``framing``: the
+    training framing)."""
+    box = landmark_box(landmarks)
+    return crop_affine(box if framing is None else framing.apply(box), size, margin)
+
+
+MAX_FRAMING_SCALE = 1.25
+MAX_FRAMING_SHIFT = 0.15
+
+
+def framing_of(landmarks: np.ndarray, framed_box) -> BoxRule:
+    """The :class:`BoxRule` that takes the landmark box of (68, 2) ``landmarks`` to the square
+    ``framed_box`` (x0, y0, x1, y1) their crop was framed around (e.g. ``DETECTOR_BOX_RULE.apply``
+    of the detector box): the framing a tracked face keeps while it is followed by its landmarks
+    (core.follow, "Framing"). Its scale is kept within 1 / :data:`MAX_FRAMING_SCALE` ..
+    :data:`MAX_FRAMING_SCALE` and its shift within :data:`MAX_FRAMING_SHIFT` sides: landmarks
+    that disagree with the box by more are not a framing to keep."""
+    rule = calibrate_box_rule(landmark_box(landmarks)[None], np.asarray(framed_box, np.float64)[None])
+    return BoxRule(float(np.clip(rule.scale, 1 / MAX_FRAMING_SCALE, MAX_FRAMING_SCALE)),
+                   float(np.clip(rule.dx, -MAX_FRAMING_SHIFT, MAX_FRAMING_SHIFT)),
+                   float(np.clip(rule.dy, -MAX_FRAMING_SHIFT, MAX_FRAMING_SHIFT)))
+
+
+def blend_framing(old: BoxRule | None, new: BoxRule, weight: float) -> BoxRule:
+    """``weight`` of ``new`` and ``1 - weight`` of ``old`` (None: ``new``), per parameter (the
+    scale geometrically)."""
+    if old is None:
+        return new
+    return BoxRule(float(old.scale ** (1 - weight) * new.scale ** weight),
+                   (1 - weight) * old.dx + weight * new.dx, (1 - weight) * old.dy + weight * new.dy)
 
 
 def crop_from_box(image: np.ndarray | ReducedImage, box, size: int = DEFAULT_SIZE,

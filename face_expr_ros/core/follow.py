@@ -14,6 +14,20 @@ mode cost accuracy). The detector runs again
   box left the image, and while the tracker keeps ids of faces it no longer follows (so a lost face
   found again keeps its id: core.tracking.Tracker's ``max_missed``).
 
+Framing: a face's crops are framed as the detector frames it, not around its own landmarks. When
+a detection finds a face, the crop it was given (``DETECTOR_BOX_RULE.apply`` of the detector box)
+is stored relative to the landmarks the network gave on it (core.align.framing_of: scale and shift
+of the landmark box); every followed crop applies that relation to the predicted landmarks'
+box; a scheduled detection that sees the face again moves the relation :data:`REFRAME_WEIGHT` of
+the way to its own. Framing crops on the landmark box alone (the training framing) drifts: the
+network's landmark box on a crop framed on its own landmarks is not quite the one it gives on the
+detector's crop, and each frame's crop inherits the previous frame's error (on 85 still helen
+faces, ``bench/self_framing.py --passes 10``: the detector's crop 6.03 %, crops framed on the
+network's own landmarks 6.02 % after one pass, 6.05-6.07 % after three to ten; on the moving
+clip of ``bench/tracking_nme.py`` tracking cost 0.07 points at every refine setting, 0.9 / 0.95
+/ 1.0). Anchored on the detector's framing, a followed face keeps the crop that per-frame
+detection would give it, moved with the face (measured in docs/node.md, "Tracking accuracy").
+
 Presence is :func:`presence`: the network's presence score (``Face.presence``) when the weights have
 that head, else a measured proxy: the score of the detector run on the crop itself, reduced to
 :data:`PRESENCE_SIDE` px (1.3 ms against 7 ms at 128 px, the same scores: 0.93 on the face, no
@@ -32,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from .align import landmark_box
+from .align import BoxRule, blend_framing, landmark_box
 from .detect import Detection
 from .tracking import box_iou
 
@@ -55,6 +69,8 @@ class FollowedFace:
         velocity: (2,) landmark-box centre motion, pixels per second.
         growth: landmark-box size change, log units per second.
         score: the detection score of the face's last detection.
+        framing: how its crops are framed around its landmark box (core.align.framing_of: the
+            detector's framing, module docstring); None: the landmark box itself.
     """
 
     landmarks: np.ndarray
@@ -62,6 +78,7 @@ class FollowedFace:
     velocity: np.ndarray
     growth: float
     score: float
+    framing: BoxRule | None = None
 
 
 def predict_landmarks(face: FollowedFace, timestamp: float) -> np.ndarray:
@@ -73,17 +90,21 @@ def predict_landmarks(face: FollowedFace, timestamp: float) -> np.ndarray:
     return (face.landmarks - centre) * zoom + centre + face.velocity * dt
 
 
-DEFAULT_REFINE_IOU = 0.9
+DEFAULT_REFINE_IOU = 0.95
 """The refine pass: a followed face whose landmark box has IoU below this with the box its crop was
 framed around (the prediction) is cropped again around the landmarks that crop gave and run again
 (core.reconstruct); 1.0 refines every face, 0.0 none. A crop framed on a prediction that missed
 gives worse landmarks; one the face filled as predicted gives the same landmarks again, so the
-second pass only costs time there (about 4 ms a face on 2 CPUs). Measured with the shipped weights
-(bench/tracking_nme.py --refine-iou 0 0.9 1, 12 helen faces x 60 fast-moving frames, up to 16 px a
-frame; NME68 mean, refine passes per frame): detecting every frame 7.17 %; tracking without the
-pass 7.18 % (0), at 0.9 7.06 % (0.32), always 7.16 % (1.07). (The previous weights: 6.90 %
-detecting, 6.89 / 6.80 / 6.79 % tracking.) A face moving as a person in front of a robot does (a
-few px a frame) is refined on few frames."""
+second pass only costs time there (about 4 ms a face on 2 CPUs). Measured with the weights of
+2026-12-03 and the detector's framing kept ("Framing" above; bench/tracking_nme.py --faces 40
+--refine-iou 0.9 0.95 1, helen faces x 60 fast-moving frames, up to 16 px a frame; NME68 mean,
+refine passes per frame): detecting every frame 5.91 %; tracking at 0.9 5.94 % (0.26), at 0.95
+5.88 % (0.77), always 5.89 % (1.03). A still face is never refined (0 passes at 0.9 and 0.95 on
+the example frames of bench/latency.py), a face moving as a person in front of a robot does (a
+few px a frame) on few frames."""
+REFRAME_WEIGHT = 0.5
+"""Framing: the share of a new detection's framing in a followed face's (the rest is the framing
+it had; module docstring)."""
 PRESENCE_SIDE = 64
 """Side (px) of the crop the detector sees for the presence proxy."""
 PRESENCE_IOU = 0.3
@@ -122,6 +143,17 @@ def inside_fraction(box: np.ndarray, width: int, height: int) -> float:
     return inner / area
 
 
+def best_matches(boxes: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
+    """(N,) for box i of ``boxes`` (N, 4) the index of the box of ``others`` (M, 4) it overlaps
+    most, if that IoU is >= ``threshold``; else -1."""
+    boxes, others = np.reshape(boxes, (-1, 4)), np.reshape(others, (-1, 4))
+    if len(boxes) == 0 or len(others) == 0:
+        return np.full(len(boxes), -1)
+    iou = box_iou(boxes, others)
+    best = iou.argmax(axis=1)
+    return np.where(iou[np.arange(len(boxes)), best] >= threshold, best, -1)
+
+
 def overlapping(boxes: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
     """(N,) bool: box i of ``boxes`` (N, 4) has IoU >= ``threshold`` with one of ``others`` (M, 4)."""
     boxes, others = np.reshape(boxes, (-1, 4)), np.reshape(others, (-1, 4))
@@ -146,7 +178,8 @@ class FaceFollower:
                  refine_iou: float = DEFAULT_REFINE_IOU) -> None:
         self.configure(detection_interval_s, presence_threshold, refine_iou)
         self.faces: dict[str, FollowedFace] = {}
-        self.new_faces: list[tuple[np.ndarray, float]] = []  # (landmarks, score), no id yet
+        # (landmarks, score, framing) of faces a deferred detection found, no id yet
+        self.new_faces: list[tuple[np.ndarray, float, BoxRule | None]] = []
         self.last_detection: float | None = None
         self.detect_next = True
 
@@ -199,8 +232,18 @@ class FaceFollower:
         ids = list(self.faces)
         return ids, [predict_landmarks(self.faces[i], timestamp) for i in ids]
 
-    def keep(self, track_id: str, landmarks: np.ndarray, timestamp: float, score: float) -> None:
-        """Record a face's landmarks of this frame (a new face or a followed one)."""
+    def reframe(self, track_id: str | None, framing: BoxRule) -> None:
+        """A detection saw followed face ``track_id`` with ``framing`` (core.align.framing_of of
+        its landmarks and the detector's crop box): its crops move :data:`REFRAME_WEIGHT` of
+        the way to it (module docstring, "Framing")."""
+        face = self.faces.get(track_id) if track_id is not None else None
+        if face is not None:
+            face.framing = blend_framing(face.framing, framing, REFRAME_WEIGHT)
+
+    def keep(self, track_id: str, landmarks: np.ndarray, timestamp: float, score: float,
+             framing: BoxRule | None = None) -> None:
+        """Record a face's landmarks of this frame (a new face or a followed one) and the framing
+        its next crop keeps."""
         landmarks = np.asarray(landmarks, np.float64)
         old = self.faces.get(track_id)
         velocity, growth = np.zeros(2), 0.0
@@ -210,7 +253,7 @@ class FaceFollower:
             velocity = ((new_box[:2] + new_box[2:]) - (old_box[:2] + old_box[2:])) / 2 / dt
             growth = float(np.log(_side(new_box) / max(_side(old_box), 1e-6)) / dt)
         self.faces[track_id] = FollowedFace(landmarks, float(timestamp), velocity, growth,
-                                            float(score))
+                                            float(score), framing)
 
     def drop(self, track_ids) -> None:
         """Stop following these ids (gone, lost or dropped by the tracker)."""

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import torch
 
-from .align import (DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, crop_from_box, crop_from_landmarks,
-                    crop_shrink, landmark_box, landmark_crop_affine)
+from .align import (DETECTOR_BOX_RULE, DETECTOR_WIDTH_RATIO, BoxRule, blend_framing, crop_from_box,
+                    crop_from_landmarks, crop_shrink, framing_of, landmark_box,
+                    landmark_crop_affine)
 from .backend import choose_backend
 from .camera import (CM_TO_M, apply_affine, core_to_optical_rotation, face_frame_rotation,
                      gaze_frame_rotation, matrix_to_euler, metric_position, pose_points)
@@ -32,8 +33,8 @@ from .detect import Detection, as_rgb_uint8, create_detector
 from .detect_thread import DetectionThread
 from .facemodel import FaceModel, load_face_model
 from .follow import (DEFAULT_DETECTION_INTERVAL_S, DEFAULT_PRESENCE_THRESHOLD, DEFAULT_REFINE_IOU,
-                     MIN_INSIDE, PRESENCE_SIDE, FaceFollower, inside_fraction, overlapping,
-                     presence)
+                     MIN_INSIDE, PRESENCE_SIDE, REFRAME_WEIGHT, FaceFollower, best_matches,
+                     inside_fraction, overlapping, presence)
 from .projection import LandmarkProjector
 from .reduced_image import ReducedImage, image_pixels, image_size, reduction_for
 from .render import camera_to_pixels
@@ -97,6 +98,9 @@ class Face:
             head); None for weights without that head.
         emotion: (7,) probabilities over :data:`core.emotions.EMOTIONS` (the network's emotion head); None for
             weights without that head.
+        framing: how the face's crop was framed around its landmark box (core.align.framing_of;
+            the tracking mode keeps it for the face's next crops, core.follow "Framing"); None:
+            around the landmark box itself.
     """
 
     id: str
@@ -113,6 +117,7 @@ class Face:
     model: FaceModel = field(repr=False)
     presence: float | None = None
     emotion: np.ndarray | None = None
+    framing: BoxRule | None = field(default=None, repr=False)
 
     @property
     def euler_deg(self) -> np.ndarray:
@@ -315,11 +320,11 @@ class Reconstructor:
         next crops follow this rule)."""
         if self.follower is None:
             return 1
-        landmarks = ([f.landmarks for f in self.follower.faces.values()]
-                     + [lm for lm, _ in self.follower.new_faces])
+        framed = ([(f.landmarks, f.framing) for f in self.follower.faces.values()]
+                  + [(lm, framing) for lm, _, framing in self.follower.new_faces])
         shrinks = [crop_shrink(landmark_crop_affine(lm, self.input_size,
-                                                    self.net.config.crop_margin))
-                   for lm in landmarks]
+                                                    self.net.config.crop_margin, framing))
+                   for lm, framing in framed]
         return reduction_for(width, height, self.detector.max_side, shrinks, max_factor)
 
     def _timed_detect(self, image: np.ndarray, timings: Timings) -> list[Detection]:
@@ -337,8 +342,11 @@ class Reconstructor:
         crops = [crop_from_box(image, d.box, self.input_size, self.net.config.crop_margin)
                  for d in detections]
         timings.crop += _ms_since(start)
-        return self._reconstruct_crops(crops, [d.box for d in detections],
-                                       [d.score for d in detections], timings)
+        faces = self._reconstruct_crops(crops, [d.box for d in detections],
+                                        [d.score for d in detections], timings)
+        for face, d in zip(faces, detections):
+            face.framing = framing_of(face.landmarks, DETECTOR_BOX_RULE.apply(d.box))
+        return faces
 
     def reconstruct_landmarks(self, image: np.ndarray, landmarks: list[np.ndarray],
                               scores: list[float], timings: Timings | None = None) -> list[Face]:
@@ -348,14 +356,19 @@ class Reconstructor:
         return self._landmark_faces(image, landmarks, scores, timings or Timings())[0]
 
     def _landmark_faces(self, image: np.ndarray, landmarks: list[np.ndarray], scores: list[float],
-                        timings: Timings) -> tuple[list[Face], list]:
+                        timings: Timings, framings: list[BoxRule | None] | None = None
+                        ) -> tuple[list[Face], list]:
+        """Faces of crops framed on ``landmarks``, each with its ``framings`` entry
+        (core.align.crop_from_landmarks; None: the landmark box), and the crops."""
+        framings = [None] * len(landmarks) if framings is None else framings
         start = time.perf_counter()
-        crops = [crop_from_landmarks(image, lm, self.input_size, self.net.config.crop_margin)
-                 for lm in landmarks]
+        crops = [crop_from_landmarks(image, lm, self.input_size, self.net.config.crop_margin, fr)
+                 for lm, fr in zip(landmarks, framings)]
         timings.crop += _ms_since(start)
         faces = self._reconstruct_crops(crops, [np.zeros(4)] * len(crops), scores, timings)
-        for face in faces:
+        for face, framing in zip(faces, framings):
             face.box = detector_box(face.landmarks)
+            face.framing = framing
         return faces, crops
 
     def _presence(self, face: Face, crop, expected_landmarks: np.ndarray, timings: Timings) -> float:
@@ -415,13 +428,18 @@ class Reconstructor:
             return faces, ids
         if self.defer_detection and faces:  # without followed faces nothing would be held back
             if self._detect_thread is None or not self._detect_thread.busy:
-                self._deferred = (image, timestamp, ids, [f.box for f in faces])
+                self._deferred = (image, timestamp, ids, [f.box for f in faces],
+                                  [f.landmarks for f in faces])
             return faces, ids  # (a background detection still running counts as this one)
         if self._detect_thread is not None:
             self._detect_thread.discard()  # superseded by this frame's own detection
         detections = self._timed_detect(image, timings)
         self.follower.detected(timestamp)
         seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces])
+        for face, framing in zip(faces, self._detected_framings(
+                detections, [f.box for f in faces], [f.landmarks for f in faces])):
+            if framing is not None:
+                face.framing = blend_framing(face.framing, framing, REFRAME_WEIGHT)
         faces = [f for f, s in zip(faces, seen) if s] + self.reconstruct_boxes(image, fresh, timings)
         return faces, [i for i, s in zip(ids, seen) if s] + [None] * len(fresh)
 
@@ -434,14 +452,14 @@ class Reconstructor:
         started (timed in :attr:`deferred_timings` once taken up)."""
         if self._deferred is None:
             return False
-        image, timestamp, ids, boxes = self._deferred
+        image, timestamp, ids, boxes, landmarks = self._deferred
         self._deferred = None
         self.follower.detected(timestamp)
         if self._detect_thread is not None:
-            self._detect_thread.submit(image, (timestamp, ids, boxes))
+            self._detect_thread.submit(image, (timestamp, ids, boxes, landmarks))
             return True
         timings = Timings()
-        self._new_faces(image, self._timed_detect(image, timings), ids, boxes, timings)
+        self._new_faces(image, self._timed_detect(image, timings), ids, boxes, landmarks, timings)
         return True
 
     def wait_background_detection(self) -> bool:
@@ -459,20 +477,35 @@ class Reconstructor:
         result = None if self._detect_thread is None else self._detect_thread.poll(wait)
         if result is None:
             return False
-        _, ids, boxes = result.context
+        _, ids, boxes, landmarks = result.context
         timings = Timings(detect=result.ms, detected=True)
-        self._new_faces(result.image, result.detections, ids, boxes, timings)
+        self._new_faces(result.image, result.detections, ids, boxes, landmarks, timings)
         return True
 
     def _new_faces(self, image: np.ndarray, detections: list[Detection], ids: list[str | None],
-                   boxes: list, timings: Timings) -> None:
-        """A deferred detection of ``image``, whose followed faces were ``ids`` at ``boxes``: the
-        faces no detection saw are dropped from following, the new ones are followed from the
+                   boxes: list, landmarks: list[np.ndarray], timings: Timings) -> None:
+        """A deferred detection of ``image``, whose followed faces were ``ids`` at ``boxes`` with
+        ``landmarks``: the faces no detection saw are dropped from following, the others take
+        up the detector's framing (core.follow, "Framing"; relative to the face, so it holds in
+        the later frames they have been followed to since), the new ones are followed from the
         next frame on (their first landmarks from this image)."""
-        _, fresh = self._merge_detections(detections, ids, boxes)
+        seen, fresh = self._merge_detections(detections, ids, boxes)
+        for track_id, framing in zip(ids, self._detected_framings(detections, boxes, landmarks)):
+            if framing is not None:
+                self.follower.reframe(track_id, framing)
         for face in self.reconstruct_boxes(image, fresh, timings):
-            self.follower.new_faces.append((face.landmarks, face.score))
+            self.follower.new_faces.append((face.landmarks, face.score, face.framing))
         self.deferred_timings = timings
+
+    def _detected_framings(self, detections: list[Detection], boxes: list,
+                           landmarks: list[np.ndarray]) -> list[BoxRule | None]:
+        """Per followed face (``boxes``, ``landmarks``), the framing of the detection that sees it
+        (core.align.framing_of of its landmarks and the detector's crop box); None: none does."""
+        detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+        matches = best_matches(np.array(boxes).reshape(-1, 4), detected_boxes,
+                               self.tracker.iou_threshold)
+        return [None if m < 0 else framing_of(lm, DETECTOR_BOX_RULE.apply(detections[m].box))
+                for m, lm in zip(matches, landmarks)]
 
     def _followed_faces(self, image: np.ndarray, timestamp: float,
                         timings: Timings) -> tuple[list[Face], list[str | None]]:
@@ -481,10 +514,12 @@ class Reconstructor:
         follower = self.follower
         ids, predicted = follower.predictions(timestamp)
         scores = [follower.faces[i].score for i in ids]
+        framings = [follower.faces[i].framing for i in ids]
         news = follower.new_faces[: max(self.max_faces - len(ids), 0)]
         follower.new_faces = []
-        framed = predicted + [lm for lm, _ in news]
-        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc in news], timings)
+        framed = predicted + [lm for lm, _, _ in news]
+        faces, crops = self._landmark_faces(image, framed, scores + [sc for _, sc, _ in news],
+                                            timings, framings + [fr for _, _, fr in news])
         faces, crops, framed = self._refine(image, faces, crops, framed, timings)
         width, height = image_size(image)
         lost = {i for i, face, crop, expected in zip(ids, faces, crops, framed)
@@ -508,7 +543,7 @@ class Reconstructor:
             return faces, crops, framed
         landmarks = [faces[k].landmarks for k in again]
         refined, new_crops = self._landmark_faces(image, landmarks, [faces[k].score for k in again],
-                                                  timings)
+                                                  timings, [faces[k].framing for k in again])
         faces, crops, framed = list(faces), list(crops), list(framed)
         for k, face, crop, lm in zip(again, refined, new_crops, landmarks):
             faces[k], crops[k], framed[k] = face, crop, lm
@@ -554,7 +589,8 @@ class Reconstructor:
         for assignment in self.tracker.update(boxes, timestamp, known_ids):
             face = faces[assignment.detection_index]
             if self.follower is not None:  # raw landmarks: the next frame's crop
-                self.follower.keep(assignment.track_id, face.landmarks, timestamp, face.score)
+                self.follower.keep(assignment.track_id, face.landmarks, timestamp, face.score,
+                                   face.framing)
             if not assignment.confirmed:
                 continue
             face.id = assignment.track_id

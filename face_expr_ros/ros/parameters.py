@@ -159,7 +159,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "Tracking mode: a followed face whose presence score (the detector's score on "
                   "its crop, or the network's presence head) falls below it is lost, and the "
                   "next frame is detected.", low=0.0, high=1.0),
-    ParameterSpec("refine_iou", 0.9,
+    ParameterSpec("refine_iou", 0.95,
                   "Tracking mode: a followed face whose new landmark box has IoU below it with the "
                   "box its crop was framed on is cropped again around its new landmarks and run "
                   "again (about 4 ms a face; 1.0 = every face, 0.0 = none; docs/node.md).",

@@ -16,6 +16,7 @@ without labels; gradients flow into both L2 and L2'.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,14 @@ class LossWeights:
     # carries most of the gap to the teacher and the network under-opens mouths (docs/training.md,
     # "Mouth-point weight"; bench/landmark_floor.py)
     mouth_points: float = 1.0
+    # Wing loss (Feng et al. 2018) on each point's distance over the face size, beside the MSE, on
+    # the original and the augmented view (L2 against L1, L2' against L3): the MSE's gradient
+    # fades as a point nears its label, so once the large errors are gone the small and medium
+    # ones, which the NME is the mean of, are hardly pulled; the wing's log part keeps pulling
+    # them (docs/training.md, "Wing term"). 0: off
+    wing: float = 0.0
+    wing_width: float = 0.05     # w: the log part covers distances below 5 % of the face size
+    wing_curvature: float = 0.01  # epsilon: the log part's steepness (gradient w / epsilon at 0)
 
 
 MOUTH = slice(48, 68)  # the iBUG mouth points (outer lip 48-59, inner lip 60-67)
@@ -96,6 +105,38 @@ def landmark_mse(predicted: torch.Tensor, target: torch.Tensor,
             raise ValueError(f"landmark_mse: weights {tuple(weights.shape)} for {squared.shape[1]} points")
         squared = squared * weights
     return (squared.mean(dim=1) / size ** 2).mean()
+
+
+def landmark_wing(predicted: torch.Tensor, target: torch.Tensor, width: float = 0.05,
+                  curvature: float = 0.01, size: torch.Tensor | None = None,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over points and batch of ``w_i wing(||predicted_i - target_i|| / size)``, with
+    ``wing(d) = width ln(1 + d / curvature)`` below ``width`` and ``d - C`` above it (C makes it
+    continuous), Feng et al. 2018, on the point distance (the NME's) instead of per coordinate.
+
+    Args:
+        predicted, target: (B, N, 2) pixels.
+        width, curvature: w and epsilon, as fractions of the face size (both > 0).
+        size: (B,) normaliser; default :func:`face_size` of ``target``.
+        weights: (N,) per-point weights of mean 1 (:func:`point_weights`); None: all 1.
+    """
+    if predicted.shape != target.shape or predicted.shape[-1] != 2:
+        raise ValueError(f"landmark_wing: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
+                         "must be equal (B, N, 2)")
+    if not (width > 0 and curvature > 0):
+        raise ValueError(f"landmark_wing: width and curvature must be > 0, got {width}, {curvature}")
+    size = face_size(target) if size is None else size
+    # the distance, smoothed below 1e-6 of the face size (the norm's gradient is undefined at 0)
+    distance = torch.sqrt(((predicted - target) ** 2).sum(-1) + (1e-6 * size[:, None]) ** 2)
+    distance = distance / size[:, None] - 1e-6
+    offset = width - width * math.log1p(width / curvature)
+    wing = torch.where(distance < width, width * torch.log1p(distance / curvature),
+                       distance - offset)
+    if weights is not None:
+        if weights.shape != wing.shape[1:]:
+            raise ValueError(f"landmark_wing: weights {tuple(weights.shape)} for {wing.shape[1]} points")
+        wing = wing * weights
+    return wing.mean()
 
 
 def permute_points(points: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
@@ -208,6 +249,7 @@ class LossTerms:
     emotion: torch.Tensor | None = None
     coefficient_emotion: torch.Tensor | None = None
     presence: torch.Tensor | None = None
+    wing: torch.Tensor | None = None
 
     def add(self, name: str, value: torch.Tensor, weight: float) -> None:
         """Record term ``name`` and add ``weight * value`` to the total."""
@@ -242,4 +284,11 @@ def total_loss(l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor | None,
         distill = blendshape_distillation(*blendshapes)
     total = (mse + weights.consistency * cons + weights.identity_prior * id_prior
              + weights.expression_sparsity * sparsity + weights.blendshapes * distill)
-    return LossTerms(total, mse, cons, id_prior, sparsity, distill)
+    terms = LossTerms(total, mse, cons, id_prior, sparsity, distill)
+    if weights.wing > 0:
+        wing = landmark_wing(l2, l1, weights.wing_width, weights.wing_curvature, weights=points)
+        if l2_augmented is not None and l3 is not None:
+            wing = wing + landmark_wing(l2_augmented, l3, weights.wing_width,
+                                        weights.wing_curvature, weights=points)
+        terms.add("wing", wing, weights.wing)
+    return terms

@@ -109,15 +109,41 @@ def test_failure_report_keeps_the_head_the_errors_and_the_tail():
     assert report.endswith("end") and len(report) < 500
 
 
+GLOO_TEARDOWN_ATTEMPTS = 3
+"""Runs of the DDP test when gloo aborts a rank while the process group closes: seen in about one
+CI run in five on a loaded 2-core machine, after both ranks finished and agreed (train.train
+closes with a barrier, which made it rarer, not gone; not reproduced in 4 runs on a quieter one).
+Any other failure, or the abort three times running, fails."""
+
+
+def gloo_teardown_abort(stderr: str) -> bool:
+    """The run trained to its end and a rank died at the teardown (the abort above)."""
+    return ("training stopped" in stderr
+            and "terminate called without an active exception" in stderr
+            and "Traceback" not in stderr.split("training stopped")[0])
+
+
+def test_gloo_teardown_abort_is_recognised_only_after_training_stopped():
+    abort = "terminate called without an active exception\nSIGABRT"
+    assert gloo_teardown_abort("INFO training stopped: step budget reached (2)\n" + abort)
+    assert not gloo_teardown_abort(abort), "before the end of training it is a real failure"
+    assert not gloo_teardown_abort("Traceback ...\nINFO training stopped\n" + abort)
+    assert not gloo_teardown_abort("INFO training stopped\nRuntimeError: rank 1")
+
+
 def test_two_process_ddp_ranks_agree(tmp_path, data_root, face_model):
-    out = tmp_path / "ddp"
-    overrides = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "max_steps": 2, "val_every_steps": 2,
-                                                      "output": str(out),
-                                                      "data.root": str(data_root)}.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "face_expr_ros.cli", "train", "--no-progress", "--set", *overrides]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    for attempt in range(GLOO_TEARDOWN_ATTEMPTS):
+        out = tmp_path / f"ddp{attempt}"
+        overrides = [f"{k}={json.dumps(v)}" for k, v in {
+            **TINY, "max_steps": 2, "val_every_steps": 2, "output": str(out),
+            "data.root": str(data_root)}.items()]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "-m", "face_expr_ros.cli", "train", "--no-progress", "--set", *overrides]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if done.returncode == 0 or not gloo_teardown_abort(done.stderr):
+            break
+        print(f"attempt {attempt + 1}: gloo aborted a rank after training stopped; again")
     assert done.returncode == 0, failure_report(done.stderr)
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["steps"] == 2

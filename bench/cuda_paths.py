@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.offline.examples import example_frames  # noqa: E402
 from face_expr_ros.offline.synthetic import entering_faces_frame  # noqa: E402
+from train_speed import timed  # noqa: E402  (bench/, beside this script; CUDA-synchronised)
 
 
 def faces_of(rec: Reconstructor, frames: dict[str, np.ndarray]) -> dict[str, list]:
@@ -47,34 +48,16 @@ def largest_differences(ref: dict[str, list], other: dict[str, list]) -> tuple[f
     return lm, coef, rot
 
 
-def median_ms(rec: Reconstructor, frame: np.ndarray, repeats: int) -> float:
-    for _ in range(3):
-        rec.reconstruct(frame, timestamp=0.0)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rec.reconstruct(frame, timestamp=0.0)
-        synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def tracking_row(weights: str | None, device: str, repeats: int) -> str:
     """The tracking mode on ``device`` over a clip: faces per frame and ms per frame."""
     rec = Reconstructor(weights, device=device, backend="torch", follow=True)
     counts, times = [], []
     for i in range(max(repeats, 30)):
-        frame = entering_faces_frame(5.0 + i / 30.0)  # two heads in view
+        t = 5.0 + i / 30.0  # two heads in view
+        frame = entering_faces_frame(t)
         start = time.perf_counter()
-        faces = rec.reconstruct(frame, timestamp=5.0 + i / 30.0)
-        synchronize()
+        counts.append(len(rec.reconstruct(frame, timestamp=t)))  # (outputs are on the CPU)
         times.append((time.perf_counter() - start) * 1e3)
-        counts.append(len(faces))
     rec.close()
     return (f"{'tracking, torch ' + device:<26} {rec.backend:<8} {'-':>7} {'-':>9} {'-':>9} "
             f"{statistics.median(times):>9.1f}   faces per frame {min(counts)}-{max(counts)}")
@@ -105,7 +88,7 @@ def main() -> int:
     for name, rec in recs.items():
         lm, coef, rot = largest_differences(reference, results[name])
         found = sum(len(f) for f in results[name].values())
-        ms = median_ms(rec, frames["frontal"], args.repeats)
+        ms = 1e3 * timed(lambda: rec.reconstruct(frames["frontal"], timestamp=0.0), args.repeats)
         print(f"{name:<26} {rec.backend:<8} {found:>7} {lm:>9.2e} {coef:>9.2e} {ms:>9.1f}"
               f"   rotation {rot:.1e}; {rec.backend_reason}")
     onnx = recs[f"onnx, {args.device} asked"].network

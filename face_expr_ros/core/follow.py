@@ -156,10 +156,7 @@ def best_matches(boxes: np.ndarray, others: np.ndarray, threshold: float) -> np.
 
 def overlapping(boxes: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
     """(N,) bool: box i of ``boxes`` (N, 4) has IoU >= ``threshold`` with one of ``others`` (M, 4)."""
-    boxes, others = np.reshape(boxes, (-1, 4)), np.reshape(others, (-1, 4))
-    if len(boxes) == 0 or len(others) == 0:
-        return np.zeros(len(boxes), bool)
-    return (box_iou(boxes, others) >= threshold).any(axis=1)
+    return best_matches(boxes, others, threshold) >= 0
 
 
 class FaceFollower:

@@ -435,9 +435,9 @@ class Reconstructor:
             self._detect_thread.discard()  # superseded by this frame's own detection
         detections = self._timed_detect(image, timings)
         self.follower.detected(timestamp)
-        seen, fresh = self._merge_detections(detections, ids, [f.box for f in faces])
-        for face, framing in zip(faces, self._detected_framings(
-                detections, [f.box for f in faces], [f.landmarks for f in faces])):
+        seen, fresh, framings = self._merge_detections(detections, ids, [f.box for f in faces],
+                                                       [f.landmarks for f in faces])
+        for face, framing in zip(faces, framings):  # kept with the face by _track
             if framing is not None:
                 face.framing = blend_framing(face.framing, framing, REFRAME_WEIGHT)
         faces = [f for f, s in zip(faces, seen) if s] + self.reconstruct_boxes(image, fresh, timings)
@@ -489,23 +489,13 @@ class Reconstructor:
         up the detector's framing (core.follow, "Framing"; relative to the face, so it holds in
         the later frames they have been followed to since), the new ones are followed from the
         next frame on (their first landmarks from this image)."""
-        seen, fresh = self._merge_detections(detections, ids, boxes)
-        for track_id, framing in zip(ids, self._detected_framings(detections, boxes, landmarks)):
+        _, fresh, framings = self._merge_detections(detections, ids, boxes, landmarks)
+        for track_id, framing in zip(ids, framings):  # already kept: the follower's state
             if framing is not None:
                 self.follower.reframe(track_id, framing)
         for face in self.reconstruct_boxes(image, fresh, timings):
             self.follower.new_faces.append((face.landmarks, face.score, face.framing))
         self.deferred_timings = timings
-
-    def _detected_framings(self, detections: list[Detection], boxes: list,
-                           landmarks: list[np.ndarray]) -> list[BoxRule | None]:
-        """Per followed face (``boxes``, ``landmarks``), the framing of the detection that sees it
-        (core.align.framing_of of its landmarks and the detector's crop box); None: none does."""
-        detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
-        matches = best_matches(np.array(boxes).reshape(-1, 4), detected_boxes,
-                               self.tracker.iou_threshold)
-        return [None if m < 0 else framing_of(lm, DETECTOR_BOX_RULE.apply(detections[m].box))
-                for m, lm in zip(matches, landmarks)]
 
     def _followed_faces(self, image: np.ndarray, timestamp: float,
                         timings: Timings) -> tuple[list[Face], list[str | None]]:
@@ -549,18 +539,25 @@ class Reconstructor:
             faces[k], crops[k], framed[k] = face, crop, lm
         return faces, crops, framed
 
-    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list
-                          ) -> tuple[np.ndarray, list[Detection]]:
-        """(N,) which followed faces a detection saw (the others are dropped from following: they
-        left, or are being followed into the background) and the detections of new faces."""
+    def _merge_detections(self, detections: list[Detection], ids: list[str | None], boxes: list,
+                          landmarks: list[np.ndarray]
+                          ) -> tuple[np.ndarray, list[Detection], list[BoxRule | None]]:
+        """For the followed faces ``ids`` at ``boxes`` with ``landmarks``: (N,) which of them a
+        detection saw (the others are dropped from following: they left, or are being followed
+        into the background), the detections of new faces, and per followed face the framing of
+        the detection that saw it (core.align.framing_of of its landmarks and the detector's crop
+        box; None: none did)."""
         iou = self.tracker.iou_threshold
         detected_boxes = np.array([d.box for d in detections]).reshape(-1, 4)
         followed_boxes = np.array(boxes).reshape(-1, 4)
-        seen = overlapping(followed_boxes, detected_boxes, iou)
+        matches = best_matches(followed_boxes, detected_boxes, iou)
+        seen = matches >= 0
         self.follower.drop([i for i, s in zip(ids, seen) if not s and i is not None])
         known = overlapping(detected_boxes, followed_boxes, iou)
         fresh = [d for d, k in zip(detections, known) if not k]
-        return seen, fresh[: max(self.max_faces - int(seen.sum()), 0)]
+        framings = [None if m < 0 else framing_of(lm, DETECTOR_BOX_RULE.apply(detections[m].box))
+                    for m, lm in zip(matches, landmarks)]
+        return seen, fresh[: max(self.max_faces - int(seen.sum()), 0)], framings
 
     def _face(self, box, score: float, crop, params, index: int, crop_landmarks: np.ndarray) -> Face:
         p = params.detach()[index]

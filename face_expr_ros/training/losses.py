@@ -85,6 +85,21 @@ def point_weights(feature_points: float, device: torch.device | None = None,
     return weights / weights.mean()
 
 
+def _check_points(name: str, predicted: torch.Tensor, target: torch.Tensor) -> None:
+    if predicted.shape != target.shape or predicted.shape[-1] != 2:
+        raise ValueError(f"{name}: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
+                         "must be equal (B, N, 2)")
+
+
+def _weighted(name: str, per_point: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(B, N) per-point values times (N,) ``weights`` (None: unchanged)."""
+    if weights is None:
+        return per_point
+    if weights.shape != per_point.shape[1:]:
+        raise ValueError(f"{name}: weights {tuple(weights.shape)} for {per_point.shape[1]} points")
+    return per_point * weights
+
+
 def landmark_mse(predicted: torch.Tensor, target: torch.Tensor,
                  size: torch.Tensor | None = None,
                  weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,15 +110,9 @@ def landmark_mse(predicted: torch.Tensor, target: torch.Tensor,
         size: (B,) normaliser; default :func:`face_size` of ``target``.
         weights: (N,) per-point weights of mean 1 (:func:`point_weights`); None: all 1.
     """
-    if predicted.shape != target.shape or predicted.shape[-1] != 2:
-        raise ValueError(f"landmark_mse: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
-                         "must be equal (B, N, 2)")
+    _check_points("landmark_mse", predicted, target)
     size = face_size(target) if size is None else size
-    squared = ((predicted - target) ** 2).sum(-1)  # (B, N)
-    if weights is not None:
-        if weights.shape != squared.shape[1:]:
-            raise ValueError(f"landmark_mse: weights {tuple(weights.shape)} for {squared.shape[1]} points")
-        squared = squared * weights
+    squared = _weighted("landmark_mse", ((predicted - target) ** 2).sum(-1), weights)  # (B, N)
     return (squared.mean(dim=1) / size ** 2).mean()
 
 
@@ -120,9 +129,7 @@ def landmark_wing(predicted: torch.Tensor, target: torch.Tensor, width: float = 
         size: (B,) normaliser; default :func:`face_size` of ``target``.
         weights: (N,) per-point weights of mean 1 (:func:`point_weights`); None: all 1.
     """
-    if predicted.shape != target.shape or predicted.shape[-1] != 2:
-        raise ValueError(f"landmark_wing: shapes {tuple(predicted.shape)} and {tuple(target.shape)} "
-                         "must be equal (B, N, 2)")
+    _check_points("landmark_wing", predicted, target)
     if not (width > 0 and curvature > 0):
         raise ValueError(f"landmark_wing: width and curvature must be > 0, got {width}, {curvature}")
     size = face_size(target) if size is None else size
@@ -132,11 +139,7 @@ def landmark_wing(predicted: torch.Tensor, target: torch.Tensor, width: float = 
     offset = width - width * math.log1p(width / curvature)
     wing = torch.where(distance < width, width * torch.log1p(distance / curvature),
                        distance - offset)
-    if weights is not None:
-        if weights.shape != wing.shape[1:]:
-            raise ValueError(f"landmark_wing: weights {tuple(weights.shape)} for {wing.shape[1]} points")
-        wing = wing * weights
-    return wing.mean()
+    return _weighted("landmark_wing", wing, weights).mean()
 
 
 def permute_points(points: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:

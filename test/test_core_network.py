@@ -168,3 +168,39 @@ def test_depthwise_pooling_starts_as_the_mean_and_learns_positions():
         net.FaceNet(net.NetworkConfig(pooling="max"))
     assert net.feature_map_side(128) == 4 and net.feature_map_side(160) == 5
     assert net.feature_map_side(100) == 4
+
+
+def test_added_blocks_and_perceptron_start_as_the_identity_then_learn():
+    """A grown network (extra_blocks, head_hidden) loaded with a smaller one's weights gives its
+    outputs exactly; the added parts get gradients and change the outputs once trained."""
+    torch.manual_seed(0)
+    small = net.FaceNet(net.NetworkConfig(input_size=64, width=0.25, feature_dim=32)).eval()
+    config = net.NetworkConfig(input_size=64, width=0.25, feature_dim=32, extra_blocks=3,
+                               head_hidden=16)
+    grown = net.FaceNet(config).eval()
+    missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(("backbone.extra.", "neck."))
+                                              for k in missing)
+    assert len(grown.backbone.extra) == 3 and net.count_macs(grown, 64) > net.count_macs(small, 64)
+    # blocks in turn after the 96- and the 160-channel stages (stage ends in features' order)
+    first, second, third = grown.backbone.extra_after
+    assert first == third and first < second
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(small(images).astuple(), grown(images).astuple()):
+            if a is not None:
+                torch.testing.assert_close(a, b, atol=0, rtol=0)
+    grown.train()
+    grown(images).expression.sum().backward()
+    assert grown.neck.outer.weight.grad.abs().sum() > 0
+    assert all(block.block[-1][1].weight.grad.abs().sum() > 0 for block in grown.backbone.extra)
+    with torch.no_grad():
+        grown.neck.outer.weight.normal_(std=0.1)
+        grown.backbone.extra[0].block[-1][1].weight.fill_(0.5)
+    grown.eval()
+    with torch.no_grad():
+        assert (grown(images).identity - small(images).identity).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="extra_blocks"):
+        net.FaceNet(net.NetworkConfig(width=0.25, extra_blocks=-1))
+    with pytest.raises(ValueError, match="head_hidden"):
+        net.FaceNet(net.NetworkConfig(width=0.25, head_hidden=-1))

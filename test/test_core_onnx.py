@@ -373,3 +373,24 @@ def test_export_of_a_network_with_heads_has_their_outputs(onnx_packages, tmp_pat
     for name, value in expected.items():
         torch.testing.assert_close(got[name], value, atol=TOLERANCE, rtol=0, msg=name)
     assert onnx_backend.output_names(NetworkConfig()) == onnx_backend.OUTPUT_NAMES
+
+
+def test_export_of_a_grown_network_matches_torch(onnx_packages, tmp_path):
+    """Added blocks and the residual perceptron (trained away from the identity) export and run
+    like torch."""
+    torch.manual_seed(0)
+    config = NetworkConfig(input_size=64, width=0.25, feature_dim=64, n_identity=8, extra_blocks=3,
+                           head_hidden=32)
+    net = FaceNet(config).eval()
+    with torch.no_grad():  # not the identity any more, as after training
+        net.neck.outer.weight.normal_(std=0.1)
+        for block in net.backbone.extra:
+            block.block[-1][1].weight.fill_(0.3)
+    path = onnx_backend.export_onnx(net, tmp_path / "grown.onnx")
+    runner = OnnxFaceNet(path, config, onnx_backend.weights_hash_of(net), "cpu", threads=1)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net(images).outputs()
+    got = runner(images).outputs()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, atol=TOLERANCE, rtol=0, msg=name)

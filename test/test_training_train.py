@@ -315,6 +315,33 @@ def test_fine_tuning_mean_pooled_weights_into_depthwise_pooling(tmp_path, data_r
                             init_weights=str(Path(deep.config.output) / "last.safetensors")))
 
 
+def test_fine_tuning_into_a_grown_network_starts_from_the_same_outputs(tmp_path, data_root,
+                                                                      face_model):
+    """init_weights into a network with added blocks and a perceptron: the same outputs at the
+    start, the grown weights train and load back, and a network never shrinks silently."""
+    from face_expr_ros.core.weights import save_weights
+
+    source = tmp_path / "small.safetensors"
+    save_weights(source, Trainer(tiny_config(tmp_path, data_root)).net)
+    grow = {"net.extra_blocks": 2, "net.head_hidden": 16}
+    grown = Trainer(tiny_config(tmp_path, data_root, init_weights=str(source), max_steps=2, **grow))
+    small_net = load_weights(source).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.net.eval()(images).expression,
+                                   small_net(images).expression, atol=1e-6, rtol=1e-6)
+    grown.fit(progress=False)
+    saved = Path(grown.config.output) / "last.safetensors"
+    loaded = load_weights(saved)
+    assert loaded.config.extra_blocks == 2 and loaded.config.head_hidden == 16
+    assert loaded.neck.outer.weight.abs().sum() > 0, "the perceptron trained away from zero"
+    with pytest.raises(ValueError, match="may only grow"):
+        Trainer(tiny_config(tmp_path, data_root, init_weights=str(saved)))
+    with pytest.raises(ValueError, match="may only grow"):
+        Trainer(tiny_config(tmp_path, data_root, init_weights=str(saved),
+                            **{"net.extra_blocks": 2, "net.head_hidden": 32}))
+
+
 def test_config_base_merges_sections_and_every_shipped_config_loads(tmp_path):
     (tmp_path / "a.yaml").write_text("lr: 0.001\nbatch_size: 8\nnet: {width: 0.25, feature_dim: 64}\n"
                                      "data: {sets: {helen_train: 3.0, lfw_gray: 1.0}, workers: 0}\n")

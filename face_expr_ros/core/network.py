@@ -6,6 +6,11 @@ the mean (``pooling="mean"``), or a learned weight per channel and position, a d
 convolution as large as the map (``pooling="depthwise"``: MobileFaceNet's global depthwise
 convolution, Chen et al. 2018; a face crop is aligned, so where a feature fires says which part of
 the face it saw). It starts as the mean, so mean-pooled weights fine-tune into it unchanged.
+More capacity without starting over (``extra_blocks``, ``head_hidden``): stride-1 inverted residual
+blocks after the 96- and 160-channel stages, and a residual two-layer perceptron on the pooled
+feature. Each starts as the identity (the block's last batch norm and the perceptron's output layer
+at zero, the "zero-init residual" of Goyal et al. 2017), so trained weights grow into them with the
+same outputs and training goes on from there.
 Heads, from the pooled feature:
 identity ``alpha`` (first K modes of the face model), expression ``beta`` (53, sigmoid -> [0, 1]),
 rotation (6D, Zhou et al. 2019), 2D translation and log-scale of the scaled-orthographic camera.
@@ -49,6 +54,8 @@ class NetworkConfig:
     emotion_head: bool = False           # 7 emotion logits from the pooled feature
     presence_head: bool = False          # 1 face-presence logit from the pooled feature
     pooling: str = "mean"                # "mean" | "depthwise" (module docstring)
+    extra_blocks: int = 0                # added stride-1 blocks, 8x8 and 4x4 maps in turn (docstring)
+    head_hidden: int = 0                 # width of the residual perceptron on the feature (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +150,30 @@ _MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6,
 
 
 POOLINGS = ("mean", "depthwise")
+_EXTRA_STAGES = (96, 160)  # where added blocks go, in turn: the 8x8 and the 4x4 map at 128 px
+
+
+def identity_block(channels: int, expand: int = 6) -> InvertedResidual:
+    """A stride-1 inverted residual block whose output starts equal to its input."""
+    block = InvertedResidual(channels, channels, 1, expand)
+    last_norm = block.block[-1][1]
+    nn.init.zeros_(last_norm.weight)
+    return block
+
+
+class ResidualMLP(nn.Module):
+    """``x + W2 relu(W1 x)``, W2 zero at the start (the identity): more capacity between the pooled
+    feature and the linear heads."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.inner = nn.Linear(dim, hidden)
+        self.outer = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.outer(torch.relu(self.inner(x)))
 _BACKBONE_STRIDES = 5  # the stem and four stride-2 stages: the map is the input / 32
 
 
@@ -159,26 +190,46 @@ class Backbone(nn.Module):
     the mean, or a depthwise convolution over the whole ``map_side`` x ``map_side`` map that
     starts as the mean)."""
 
-    def __init__(self, width: float, feature_dim: int, pooling: str = "mean", map_side: int = 4):
+    def __init__(self, width: float, feature_dim: int, pooling: str = "mean", map_side: int = 4,
+                 extra_blocks: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if extra_blocks < 0:
+            raise ValueError(f"extra_blocks must be >= 0, got {extra_blocks}")
         c_in = _divisible(32 * width)
         layers: list[nn.Module] = [conv_bn_act(3, c_in, stride=2)]
+        stage_ends: dict[int, int] = {}  # MobileNetV2 channels -> index of its stage's last layer
         for expand, channels, repeats, stride in _MOBILENET_V2:
             c_out = _divisible(channels * width)
             for i in range(repeats):
                 layers.append(InvertedResidual(c_in, c_out, stride if i == 0 else 1, expand))
                 c_in = c_out
+            stage_ends[channels] = len(layers) - 1
         layers.append(conv_bn_act(c_in, feature_dim, kernel=1))
         self.features = nn.Sequential(*layers)
+        # added blocks live in their own list, so the keys of weights saved without them still fit
+        hosts = [_EXTRA_STAGES[i % len(_EXTRA_STAGES)] for i in range(extra_blocks)]
+        self.extra_after = tuple(stage_ends[c] for c in hosts)
+        self.extra = nn.ModuleList(identity_block(_divisible(c * width)) for c in hosts)
         self.pool = None
         if pooling == "depthwise":
             self.pool = nn.Conv2d(feature_dim, feature_dim, map_side, groups=feature_dim, bias=False)
             nn.init.constant_(self.pool.weight, 1.0 / map_side**2)  # = the mean at the start
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, feature_dim, H / 32, W / 32), the added blocks in their places."""
+        if not len(self.extra):
+            return self.features(x)
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            for after, block in zip(self.extra_after, self.extra):
+                if after == index:
+                    x = block(x)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.features(x)
+        features = self.feature_map(x)
         if self.pool is None:
             return features.mean(dim=(2, 3))
         if features.shape[-2:] != self.pool.kernel_size:
@@ -195,7 +246,10 @@ class FaceNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = Backbone(config.width, config.feature_dim, config.pooling,
-                                 feature_map_side(config.input_size))
+                                 feature_map_side(config.input_size), config.extra_blocks)
+        if config.head_hidden < 0:
+            raise ValueError(f"head_hidden must be >= 0, got {config.head_hidden}")
+        self.neck = ResidualMLP(config.feature_dim, config.head_hidden) if config.head_hidden else None
         k, e = config.n_identity, config.n_expressions
         self.identity_head = nn.Linear(config.feature_dim, k)
         self.expression_head = nn.Linear(config.feature_dim, e)
@@ -226,6 +280,8 @@ class FaceNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> FaceParams:
         feature = self.backbone((images - self.mean) / self.std)
+        if self.neck is not None:
+            feature = self.neck(feature)
         camera = self.camera_head(feature)
         size = self.config.input_size
         translation_xy = camera[:, 6:8] * (size / 4.0)  # O(1) outputs for an O(size/4) shift

@@ -248,7 +248,9 @@ class Trainer:
         free = {"emotion_head": self.config.net.emotion_head,
                 "presence_head": self.config.net.presence_head,
                 "input_size": self.config.net.input_size, "scale_prior": self.config.net.scale_prior,
-                "pooling": self.config.net.pooling}
+                "pooling": self.config.net.pooling,
+                "extra_blocks": self.config.net.extra_blocks,
+                "head_hidden": self.config.net.head_hidden}
         if dataclasses.replace(source.config, **free) != self.config.net:
             raise ValueError(f"init_weights {path}: network config {source.config} differs from "
                              f"the run's {self.config.net} (beyond the optional heads and the "
@@ -266,7 +268,15 @@ class Trainer:
             raise ValueError(f"init_weights {path}: its learned {source.config.pooling} pooling "
                              f"does not carry over to net.pooling {self.config.net.pooling!r} at "
                              f"input size {self.config.net.input_size}")
-        # heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
+        grown = (source.config.extra_blocks <= self.config.net.extra_blocks
+                 and source.config.head_hidden in (0, self.config.net.head_hidden))
+        if not grown:
+            raise ValueError(f"init_weights {path}: its extra_blocks {source.config.extra_blocks} "
+                             f"and head_hidden {source.config.head_hidden} do not carry over to "
+                             f"the run's {self.config.net.extra_blocks} and "
+                             f"{self.config.net.head_hidden} (a network may only grow)")
+        # added blocks and the perceptron start as the identity (core.network), so a grown network
+        # starts with the source's outputs; heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
         # so does a depthwise pooling the source lacks (it starts as the mean, which is what a
         # mean-pooled source was trained with)
         own = self.net.state_dict()

@@ -161,6 +161,25 @@ def test_blendshape_stats_and_nme_summary():
     assert with_regions["nme_jaw"] == pytest.approx(0.2)
 
 
+def test_paired_nme_is_not_decided_by_one_face():
+    """One teacher face on another person (NME 1.37) makes the teacher's mean the worse one while
+    the teacher is closer on every other face: the paired rows say so."""
+    from face_expr_ros.training.compare import paired_nme
+
+    teacher = np.full(10, 0.03)
+    teacher[0] = 1.37
+    ours = np.full(10, 0.05)
+    assert ours.mean() < teacher.mean()
+    out = paired_nme(ours, teacher)
+    assert out["faces"] == 10 and out["closer"] == pytest.approx(0.1)
+    assert out["median_difference"] == pytest.approx(0.02)
+    better = paired_nme(teacher[1:] - 0.01, teacher[1:])
+    assert better["closer"] == 1.0 and better["median_difference"] == pytest.approx(-0.01)
+    assert paired_nme([], []) == {"faces": 0}
+    with pytest.raises(ValueError, match="same faces"):
+        paired_nme(ours, teacher[:5])
+
+
 def test_format_comparison_has_one_column_per_network_and_the_teacher():
     from face_expr_ros.training.compare import format_comparison, table_rows
 
@@ -173,3 +192,7 @@ def test_format_comparison_has_one_column_per_network_and_the_teacher():
     assert "| helen_train nme68 | 0.0500 | - |" in lines
     assert "| smile AUC (lfw, happiness vs neutral) | 0.900 | 0.800 |" in lines
     assert "| yaw: slope ours vs teacher | 0.950 | - |" in lines
+    column["paired"] = {"helen_train": {"closer": 0.25, "median_difference": 0.011}}
+    lines = format_comparison({"a": column, "teacher": {}}).splitlines()
+    assert "|   helen_train: median per-face NME68, ours - teacher | +0.0110 | - |" in lines
+    assert "|   helen_train: share of faces closer than the teacher (NME68) | 0.250 | - |" in lines

@@ -9,7 +9,10 @@ its 52 blendshape scores, its facial transformation matrix (``datasets.teacher_r
 Rows (one column per network, one for the teacher):
 
 - NME68 / NME51 (outer inter-ocular), median, failure rate on helen_train and ytf_train (human
-  labels). An image where a column has no face counts as NME 1.0 in that column.
+  labels). An image where a column has no face counts as NME 1.0 in that column. Face by face
+  against the teacher: the share of faces where a network is closer to the labels, and the
+  median of its NME68 minus the teacher's (one face taken from another person moves a mean by
+  more than a whole network's improvement; these rows do not move).
 - smile AUC (mouthSmile L + R, happiness vs neutral, lfw_gray) and jawOpen AUC (surprise vs
   neutral, fer2013_train and lfw_gray).
 - 7-class emotion linear probe: standardised logistic regression, 5-fold, folds grouped by subject
@@ -218,27 +221,48 @@ def negative_presence(reconstructor, entries: dict[str, list], per_set: int = 30
 # ---------------------------------------------------------------------------------------------
 # Rows
 # ---------------------------------------------------------------------------------------------
-def landmark_rows(column: Column, entries: dict[str, list]) -> dict:
+def face_errors(column: Column, entries: list, set_name: str) -> tuple[list, list, dict]:
+    """Per-face NME68, NME51 and NME per region of ``column`` on the human-labelled ``entries``, in
+    their order; a face the column has no output for counts 1.0 everywhere."""
     from .metrics import nme_per_image, nme_regions
 
-    out = {}
-    for set_name in LANDMARK_SETS:
-        e68, e51, regions = [], [], {name: [] for name in REGIONS}
-        for entry in entries[set_name]:
-            if entry.landmark_source != "human":
-                continue
-            face = column.faces.get((set_name, str(entry.path)))
-            if face is None:  # no face found: every error counts 1.0
-                e68.append(1.0), e51.append(1.0)
-                for values in regions.values():
-                    values.append(1.0)
-                continue
-            a, b = nme_per_image(face.landmarks, entry.landmarks)
-            e68.append(float(a)), e51.append(float(b))
-            for name, value in nme_regions(face.landmarks, entry.landmarks).items():
-                regions[name].append(float(value))
-        out[set_name] = nme_summary(e68, e51, regions)
-    return out
+    e68, e51, regions = [], [], {name: [] for name in REGIONS}
+    for entry in entries:
+        if entry.landmark_source != "human":
+            continue
+        face = column.faces.get((set_name, str(entry.path)))
+        if face is None:  # no face found: every error counts 1.0
+            e68.append(1.0), e51.append(1.0)
+            for values in regions.values():
+                values.append(1.0)
+            continue
+        a, b = nme_per_image(face.landmarks, entry.landmarks)
+        e68.append(float(a)), e51.append(float(b))
+        for name, value in nme_regions(face.landmarks, entry.landmarks).items():
+            regions[name].append(float(value))
+    return e68, e51, regions
+
+
+def landmark_rows(column: Column, entries: dict[str, list]) -> dict:
+    return {s: nme_summary(*face_errors(column, entries[s], s)) for s in LANDMARK_SETS}
+
+
+def paired_nme(ours: np.ndarray, teacher: np.ndarray) -> dict:
+    """Face by face against the teacher (the same faces, in the same order): the share of faces
+    where ours is closer to the labels, and the median of ours - teacher. A mean can be decided by
+    one face either side gets badly wrong (another person's face: NME > 1); these cannot."""
+    ours, teacher = np.asarray(ours, np.float64), np.asarray(teacher, np.float64)
+    if ours.shape != teacher.shape:
+        raise ValueError(f"paired NME needs the same faces: {ours.shape} vs {teacher.shape}")
+    if not len(ours):
+        return {"faces": 0}
+    return {"faces": len(ours), "closer": float((ours < teacher).mean()),
+            "median_difference": float(np.median(ours - teacher))}
+
+
+def paired_rows(column: Column, teacher: Column, entries: dict[str, list]) -> dict:
+    return {s: paired_nme(face_errors(column, entries[s], s)[0],
+                          face_errors(teacher, entries[s], s)[0]) for s in LANDMARK_SETS}
 
 
 def auc_row(column: Column, entries: list, set_name: str, labels: tuple[str, str],
@@ -315,6 +339,7 @@ def column_rows(column: Column, teacher: Column, entries: dict[str, list]) -> di
                                    ("jawOpen",)),
             "probe": {s: probe_row(column, entries[s], s) for s in PROBE_SETS}}
     if column is not teacher:
+        rows["paired"] = paired_rows(column, teacher, entries)
         rows["pose"] = pose_row(column, teacher)
         rows["blendshapes"] = {s: blendshape_row(column, teacher, s) for s in ("helen_train", "lfw_gray")}
         rows["presence"] = presence_row(column)
@@ -361,6 +386,10 @@ def table_rows() -> list[tuple[str, tuple, str]]:
             rows.append((f"{s} {metric.replace('_', ' ')}", ("landmarks", s, metric), ".4f"))
         for region in REGIONS:
             rows.append((f"  {s} nme {region}", ("landmarks", s, f"nme_{region}"), ".4f"))
+        rows.append((f"  {s}: share of faces closer than the teacher (NME68)",
+                     ("paired", s, "closer"), ".3f"))
+        rows.append((f"  {s}: median per-face NME68, ours - teacher", ("paired", s,
+                                                                          "median_difference"), "+.4f"))
     rows += [("smile AUC (lfw, happiness vs neutral)", ("smile_auc_lfw", "auc"), ".3f"),
              ("jawOpen AUC (fer, surprise vs neutral)", ("jaw_auc_fer", "auc"), ".3f"),
              ("jawOpen AUC (lfw, surprise vs neutral)", ("jaw_auc_lfw", "auc"), ".3f")]

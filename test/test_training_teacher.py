@@ -1,4 +1,5 @@
 """Teacher landmarks and `face_expr annotate` (docs/teacher.md)."""
+import json
 import shutil
 import zlib
 
@@ -123,6 +124,98 @@ def test_resume_skips_done_images_and_ignores_truncated_line(image_folder, tmp_p
     assert sum(1 for line in lines if line.startswith("{") and line.endswith("}")) == 5
     annotate.annotate_folders([image_folder], cache, CountingTeacher, progress=False)
     assert CountingTeacher.calls == 4
+
+
+def _square_face(x0: float, size: float) -> np.ndarray:
+    """68 points spread over the square box (x0, x0) - (x0 + size, x0 + size)."""
+    t = np.linspace(0.0, 1.0, 68)
+    return np.stack([x0 + size * t, x0 + size * t[::-1]], axis=1)
+
+
+def test_face_on_labels_takes_the_labelled_face_not_the_largest():
+    big = teacher.TeacherFace(np.array([0.0, 0, 200, 200]), 0.9, _square_face(0, 200))
+    small = teacher.TeacherFace(np.array([300.0, 300, 380, 380]), 0.8, _square_face(300, 80))
+    assert annotate.face_on_labels([big, small], (305.0, 305, 385, 385)) is small
+    assert annotate.face_on_labels([big, small], (10.0, 10, 190, 190)) is big
+    assert annotate.face_on_labels([big, small], (500.0, 500, 600, 600)) is None  # nobody there
+    assert annotate.face_on_labels([], (0.0, 0, 10, 10)) is None
+
+
+class TwoFacesTeacher:
+    """A stand-in teacher: a large face at the top left and a smaller one where ``helen_set``'s
+    labels are, largest first as the real teachers sort them."""
+
+    name = "two-faces"
+
+    def __call__(self, image):
+        return [teacher.TeacherFace(np.array([0.0, 0, 150, 150]), 0.9, _square_face(0, 150)),
+                teacher.TeacherFace(np.array([160.0, 160, 250, 250]), 0.8, _square_face(160, 90))]
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def helen_set(tmp_path):
+    """A folder laid out as helen_train: one labelled image (labels on its smaller face), one not."""
+    folder = tmp_path / "helen_train"
+    (folder / "images").mkdir(parents=True)
+    (folder / "landmarks").mkdir()
+    for name in ("labelled", "unlabelled"):
+        cv2.imwrite(str(folder / "images" / f"{name}.png"), np.full((256, 256, 3), 128, np.uint8))
+    rows = "\n".join(f"{x:.2f} {y:.2f}" for x, y in _square_face(162, 88))
+    (folder / "landmarks" / "labelled.pts").write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+    return folder
+
+
+def test_labelled_images_keep_the_face_of_their_labels_and_old_records_are_redone(helen_set,
+                                                                                 tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = {"set": "helen_train", "image": "images/labelled.png", "status": "ok", "teacher": "x",
+           "box": [0, 0, 150, 150], "score": 0.9, "landmarks68": _square_face(0, 150).tolist()}
+    (cache / TEACHER_FILE).write_text(json.dumps(old) + "\n")  # written before "face" existed
+    counts = annotate.annotate_folders([helen_set], cache, TwoFacesTeacher, progress=False)
+    assert counts["ok"] == 2 and counts[annotate.REDONE] == 1 and counts[annotate.CACHED] == 1
+    records = load_teacher_cache(cache)
+    labelled = records[("helen_train", "images/labelled.png")]
+    assert labelled["face"] == "labels" and labelled["box"] == [160.0, 160.0, 250.0, 250.0]
+    unlabelled = records[("helen_train", "images/unlabelled.png")]
+    assert unlabelled["face"] == "largest" and unlabelled["box"] == [0.0, 0.0, 150.0, 150.0]
+    counts = annotate.annotate_folders([helen_set], cache, TwoFacesTeacher, progress=False)
+    assert sum(counts[s] for s in annotate.STATUSES) == 0 and counts[annotate.REDONE] == 0
+
+
+def test_labelled_face_without_a_teacher_face_is_no_face(helen_set, tmp_path):
+    class OnlyTheLargest(TwoFacesTeacher):
+        def __call__(self, image):
+            return super().__call__(image)[:1]
+
+    cache = tmp_path / "cache"
+    annotate.annotate_folders([helen_set], cache, OnlyTheLargest, progress=False)
+    record = load_teacher_cache(cache)[("helen_train", "images/labelled.png")]
+    assert record["status"] == "no_face" and record["faces_elsewhere"] == 1
+    assert record["landmarks68"] is None
+
+
+def test_real_teacher_on_a_crop_with_a_larger_other_face(default_teacher, data_root, tmp_path):
+    """helen's 2204494382_1 crop: the largest face MediaPipe finds is another person (NME68 1.37
+    against the labels); the labelled face is found too and is the one kept."""
+    from face_expr_ros.training.datasets import read_pts
+
+    folder = tmp_path / "helen_train"
+    for sub, suffix in (("images", ".jpg"), ("landmarks", ".pts")):
+        (folder / sub).mkdir(parents=True)
+        shutil.copy(data_root / "helen_train" / sub / f"2204494382_1{suffix}", folder / sub)
+    largest = default_teacher(cv2.cvtColor(cv2.imread(str(folder / "images" / "2204494382_1.jpg")),
+                                           cv2.COLOR_BGR2RGB))[0].landmarks68
+    labels = read_pts(folder / "landmarks" / "2204494382_1.pts")
+    cache = tmp_path / "cache"
+    assert main(["annotate", str(folder), "--out", str(cache), "--workers", "1"]) == 0
+    kept = np.asarray(load_teacher_cache(cache)[("helen_train", "images/2204494382_1.jpg")]
+                      ["landmarks68"])
+    all68 = [nme_per_image(points[None], labels[None])[0][0] for points in (largest, kept)]
+    assert all68[0] > 0.5 and all68[1] < 0.1
 
 
 def test_small_crop_gets_assumed_box(default_teacher, data_root):

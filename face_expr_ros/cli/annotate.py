@@ -14,8 +14,10 @@ def add_annotate_command(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "annotate", help="teacher landmarks (68 iBUG points) for unlabelled image folders",
-        description="Detect the largest face of every image under each DIR and write its 68 iBUG "
-                    "landmarks to CACHE/annotations.jsonl (append-only; a rerun resumes).")
+        description="Detect the faces of every image under each DIR and write one face's 68 iBUG "
+                    "landmarks, scores and head pose to CACHE/annotations.jsonl (append-only; a "
+                    "rerun resumes): the largest face, or in a set with human landmarks "
+                    "(helen_train, ytf_train) the face they are of.")
     parser.add_argument("folders", nargs="+", type=Path, metavar="DIR",
                         help="image folders (searched recursively); the folder name is the set")
     parser.add_argument("--out", type=Path, required=True, metavar="CACHE",
@@ -36,7 +38,7 @@ def add_annotate_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
-    from ..training.annotate import CACHED, STATUSES, TeacherFactory, annotate_folders
+    from ..training.annotate import CACHED, REDONE, STATUSES, TeacherFactory, annotate_folders
     from ..training.datasets import TEACHER_FILE
     from ..training.teacher import create_teacher
 
@@ -48,6 +50,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
     counts = annotate_folders(args.folders, args.out, TeacherFactory(args.teacher,
                               args.assume_crop_below), args.workers, args.limit, args.retry_failed)
     total = sum(counts[s] for s in STATUSES)
+    redone = f", {counts[REDONE]} of them redone on their labelled face" if counts[REDONE] else ""
     print(f"annotated {counts['ok']}, no face {counts['no_face']}, failed {counts['failed']} "
-          f"({total} new images, {counts[CACHED]} already in {args.out / TEACHER_FILE})")
+          f"({total} new images{redone}, {counts[CACHED]} already in {args.out / TEACHER_FILE})")
     return 0

@@ -3,7 +3,7 @@
 Cache format (others read it; keep it): ``CACHE/annotations.jsonl``, one JSON object per line::
 
     {"set": "utkface", "image": "images/x.jpg", "status": "ok" | "no_face" | "failed",
-     "teacher": "mediapipe", "box": [x0, y0, x1, y1], "score": 0.93,
+     "face": "largest" | "labels", "teacher": "mediapipe", "box": [x0, y0, x1, y1], "score": 0.93,
      "landmarks68": [[x, y], ...68], "blendshapes": {"jawOpen": 0.1, ...},
      "transform": [[...4], ...4]}
 
@@ -13,8 +13,15 @@ unless ``status`` is ``ok``; a ``failed`` record carries ``error``. ``teacher`` 
 ``"dlib/assumed-box"`` where the detector found no face in a thumbnail and dlib's points were
 predicted in a box of the whole image (see :mod:`face_expr_ros.training.teacher`). ``blendshapes``
 (MediaPipe's scores by name) and ``transform`` (MediaPipe's facial transformation matrix, 4x4 as it
-returns it; ``datasets.teacher_rotation`` converts it) are present when the teacher gave them. Only the
-largest face of an image is kept: the sets are single-face crops.
+returns it; ``datasets.teacher_rotation`` converts it) are present when the teacher gave them.
+
+One face is kept per image. ``face`` says which: ``"largest"``, or, for an image that holds human
+landmarks in a known set (helen_train, ytf_train: ``datasets.DATASETS``), ``"labels"``: the face
+whose landmark box overlaps the labels' box most (IoU above :data:`MIN_LABEL_IOU`; none:
+``no_face``), so that the teacher's rotation and scores belong to the labelled person, and
+``face_expr eval`` scores the teacher on the face the labels are of (a photo can hold several
+people; the largest is not always the labelled one). Records written before ``face`` existed
+(the largest face) are redone for labelled images by the next run.
 
 The file is append-only and written by the main process alone (workers only compute): a run resumes
 by skipping images already present, later lines win, and a truncated last line (a crash mid-write)
@@ -34,6 +41,10 @@ from typing import Callable, Iterable, Iterator
 STATUSES = ("ok", "no_face", "failed")
 CACHED = "cached"
 """Key of :func:`annotate_folders`' counts: records already in the cache before the run."""
+REDONE = "redone"
+"""Key of :func:`annotate_folders`' counts: cached labelled images redone to pick the labelled face."""
+MIN_LABEL_IOU = 0.3
+"""Least IoU of a teacher face's landmark box with the human labels' box to be taken as theirs."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,21 +58,33 @@ def _init_worker(factory: Callable) -> None:
     _TEACHER = factory()
 
 
-def annotate_image(teacher, folder: Path, set_name: str, image: str) -> dict:
-    """The cache record of one image (never raises for a bad image: status ``failed``)."""
+def annotate_image(teacher, folder: Path, set_name: str, image: str,
+                   labels_box: tuple[float, ...] | None = None) -> dict:
+    """The cache record of one image (never raises for a bad image: status ``failed``).
+
+    Args:
+        labels_box: (x0, y0, x1, y1) of the image's human landmarks: keep the teacher's face on
+            them (:func:`face_on_labels`) instead of the largest.
+    """
     from .datasets import load_image_rgb
 
-    record = {"set": set_name, "image": image, "status": "failed", "teacher": teacher.name,
+    record = {"set": set_name, "image": image, "status": "failed",
+              "face": "largest" if labels_box is None else "labels", "teacher": teacher.name,
               "box": None, "score": None, "landmarks68": None}
     try:
         faces = teacher(load_image_rgb(folder / image))
     except Exception as err:  # a corrupt file or a teacher error must not stop 50k images
         record["error"] = f"{type(err).__name__}: {err}"
         return record
-    if not faces:
+    if labels_box is not None:
+        face = face_on_labels(faces, labels_box)
+    else:
+        face = faces[0] if faces else None  # teachers sort by area, largest first
+    if face is None:
         record["status"] = "no_face"
+        if faces:
+            record["faces_elsewhere"] = len(faces)
         return record
-    face = faces[0]  # largest
     record.update(status="ok", teacher=face.source or teacher.name,
                   box=[round(float(v), 2) for v in face.box], score=round(float(face.score), 4),
                   landmarks68=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks68])
@@ -72,9 +95,37 @@ def annotate_image(teacher, folder: Path, set_name: str, image: str) -> dict:
     return record
 
 
-def _annotate_job(job: tuple[str, str, str]) -> dict:
-    folder, set_name, image = job
-    return annotate_image(_TEACHER, Path(folder), set_name, image)
+def face_on_labels(faces: list, labels_box: tuple[float, ...]):
+    """The face of ``faces`` whose landmark box overlaps ``labels_box`` most, None when no IoU
+    reaches :data:`MIN_LABEL_IOU` (the teacher found only other people, or nobody)."""
+    import numpy as np
+
+    from ..core.tracking import box_iou  # scipy: not at import (the CLI imports this module)
+
+    if not faces:
+        return None
+    hulls = np.array([np.concatenate([f.landmarks68.min(0), f.landmarks68.max(0)]) for f in faces])
+    iou = box_iou(np.asarray(labels_box, np.float64), hulls)[0]
+    best = int(np.argmax(iou))
+    return faces[best] if iou[best] >= MIN_LABEL_IOU else None
+
+
+def labels_boxes(folder: Path, set_name: str) -> dict[str, tuple[float, ...]]:
+    """Image (path relative to ``folder``, POSIX) -> (x0, y0, x1, y1) of its human landmarks, for
+    a set of ``datasets.DATASETS`` that has them; {} for any other folder."""
+    from .datasets import DATASETS
+
+    if set_name not in DATASETS:
+        return {}
+    return {entry.path.relative_to(folder).as_posix():
+            tuple(float(v) for v in (*entry.landmarks.min(0), *entry.landmarks.max(0)))
+            for entry in DATASETS[set_name](folder)
+            if entry.landmarks is not None and entry.landmark_source == "human"}
+
+
+def _annotate_job(job: tuple) -> dict:
+    folder, set_name, image, labels_box = job
+    return annotate_image(_TEACHER, Path(folder), set_name, image, labels_box)
 
 
 def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.PathLike,
@@ -83,7 +134,8 @@ def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.P
     """Annotate every image of ``folders`` not yet in the cache.
 
     Returns status -> count of this run's records, plus :data:`CACHED` -> the number of records
-    (any set) the cache held before the run.
+    (any set) the cache held before the run and :data:`REDONE` -> how many of this run's images
+    were cached with the largest face and redone on their labels (see the module's docstring).
 
     Args:
         teacher_factory: picklable callable returning a teacher (called once per worker process).
@@ -104,12 +156,16 @@ def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.P
             raise FileNotFoundError(f"{folder}: not a folder")
         set_name = folder.resolve().name
         images = sorted(p.relative_to(folder).as_posix() for p in image_files(folder))
+        boxes = labels_boxes(folder, set_name)
         todo = [image for image in images
                 if (set_name, image) not in done
-                or (retry_failed and done[(set_name, image)].get("status") == "failed")]
-        jobs += [(str(folder), set_name, image) for image in todo[:limit]]
+                or (retry_failed and done[(set_name, image)].get("status") == "failed")
+                or (image in boxes and done[(set_name, image)].get("face") != "labels")]
+        jobs += [(str(folder), set_name, image, boxes.get(image)) for image in todo[:limit]]
     counts: Counter = Counter({status: 0 for status in STATUSES})
     counts[CACHED] = len(done)
+    counts[REDONE] = sum(1 for folder, set_name, image, _ in jobs if (set_name, image) in done
+                         and done[(set_name, image)].get("status") != "failed")
     path = cache / TEACHER_FILE
     _repair_tail(path)
     with open(path, "a", encoding="utf-8") as out, \
@@ -137,8 +193,8 @@ def _run(jobs: list, teacher_factory: Callable, workers: int) -> Iterator[dict]:
     if workers <= 1:
         teacher = teacher_factory()
         try:
-            for folder, set_name, image in jobs:
-                yield annotate_image(teacher, Path(folder), set_name, image)
+            for folder, set_name, image, labels_box in jobs:
+                yield annotate_image(teacher, Path(folder), set_name, image, labels_box)
         finally:
             teacher.close()
         return

@@ -204,3 +204,20 @@ def test_added_blocks_and_perceptron_start_as_the_identity_then_learn():
         net.FaceNet(net.NetworkConfig(width=0.25, extra_blocks=-1))
     with pytest.raises(ValueError, match="head_hidden"):
         net.FaceNet(net.NetworkConfig(width=0.25, head_hidden=-1))
+
+
+def test_resample_pooling_keeps_the_mean_and_each_channels_sum():
+    from face_expr_ros.core.network import resample_pooling
+
+    mean4 = torch.full((3, 1, 4, 4), 1 / 16)
+    torch.testing.assert_close(resample_pooling(mean4, 5), torch.full((3, 1, 5, 5), 1 / 25))
+    ramp = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(2, 1, 1, 1) * torch.tensor([1.0, -1.0]
+                                                                                    ).view(2, 1, 1, 1)
+    out = resample_pooling(ramp, 5)
+    torch.testing.assert_close(out.sum((2, 3)), ramp.sum((2, 3)))
+    assert out[0, 0, 0, 0] == 0 and out[0, 0, -1, -1] > out[0, 0, 0, -1] > 0  # corners stay put
+    zero_sum = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2)
+    assert torch.isfinite(resample_pooling(zero_sum, 3)).all()
+    torch.testing.assert_close(resample_pooling(ramp, 4), ramp)
+    with pytest.raises(ValueError, match="depthwise pooling kernel"):
+        resample_pooling(torch.zeros(3, 2, 4, 4), 5)

@@ -315,6 +315,35 @@ def test_fine_tuning_mean_pooled_weights_into_depthwise_pooling(tmp_path, data_r
                             init_weights=str(Path(deep.config.output) / "last.safetensors")))
 
 
+def test_learned_depthwise_pooling_is_resampled_to_another_input_size(tmp_path, data_root,
+                                                                      face_model):
+    """A depthwise-pooled network fine-tunes at a larger input: the kernel, resampled to the new
+    map, keeps each channel's sum; everything else is carried as it is."""
+    from face_expr_ros.core.weights import save_weights
+
+    torch.manual_seed(0)
+    small = Trainer(tiny_config(tmp_path, data_root, **{"net.pooling": "depthwise"}))
+    with torch.no_grad():  # a learned, uneven kernel
+        small.net.backbone.pool.weight.uniform_(0.0, 0.2)
+    start = tmp_path / "deep.safetensors"
+    save_weights(start, small.net)
+    big = Trainer(tiny_config(tmp_path, data_root, init_weights=str(start),
+                              **{"net.pooling": "depthwise", "net.input_size": 96,
+                                 "net.scale_prior": small.net.config.scale_prior * 1.5}))
+    before, after = small.net.backbone.pool.weight, big.net.backbone.pool.weight
+    assert before.shape[-1] == 2 and after.shape[-1] == 3
+    torch.testing.assert_close(after.sum((2, 3)), before.sum((2, 3)))
+    torch.testing.assert_close(after[..., 0, 0], before[..., 0, 0] * after.sum((2, 3)) /
+                               torch.nn.functional.interpolate(
+                                   before, size=(3, 3), mode="bilinear",
+                                   align_corners=True).sum((2, 3)))
+    small_state = small.net.state_dict()
+    for key, value in big.net.state_dict().items():
+        if key != "backbone.pool.weight":
+            torch.testing.assert_close(value, small_state[key])
+    big.net.eval()(torch.rand(1, 3, 96, 96))  # the resampled kernel fits the new map
+
+
 def test_fine_tuning_into_a_grown_network_starts_from_the_same_outputs(tmp_path, data_root,
                                                                       face_model):
     """init_weights into a network with added blocks and a perceptron: the same outputs at the

@@ -185,6 +185,26 @@ def feature_map_side(input_size: int) -> int:
     return side
 
 
+def resample_pooling(weight: torch.Tensor, map_side: int) -> torch.Tensor:
+    """A depthwise pooling kernel (C, 1, s, s), learned on an s x s feature map, for a
+    ``map_side`` x ``map_side`` map (another input size): resampled bilinearly with the corners
+    kept at the corners, then scaled so that each channel's weights keep their sum (the mean stays
+    the mean). Where a channel's resampled sum is near zero, the area ratio scales it instead."""
+    if weight.ndim != 4 or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"a depthwise pooling kernel is (C, 1, s, s), got {tuple(weight.shape)}")
+    if map_side < 1:
+        raise ValueError(f"map_side must be >= 1, got {map_side}")
+    side = weight.shape[-1]
+    if side == map_side:
+        return weight.clone()
+    resized = nn.functional.interpolate(weight, size=(map_side, map_side), mode="bilinear",
+                                        align_corners=True)
+    before, after = weight.sum((2, 3), keepdim=True), resized.sum((2, 3), keepdim=True)
+    area = torch.full_like(after, side**2 / map_side**2)
+    scale = torch.where(after.abs() > 1e-8, before / after.where(after.abs() > 1e-8, 1.0), area)
+    return resized * scale
+
+
 class Backbone(nn.Module):
     """MobileNetV2 body: (B, 3, H, W) -> (B, feature_dim) after a global pooling (``pooling``:
     the mean, or a depthwise convolution over the whole ``map_side`` x ``map_side`` map that

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 from ..core.arkit import arkit_matrix
 from ..core.facemodel import load_face_model
-from ..core.network import N_EMOTIONS, FaceNet
+from ..core.network import N_EMOTIONS, FaceNet, resample_pooling
 from ..core.projection import LandmarkProjector
 from ..core.reconstruct import pick_device
 from ..core.weights import load_weights, save_weights, tensor_hash
@@ -263,11 +263,9 @@ class Trainer:
                              f"{source.config.scale_prior * resized:.4f} (the source's "
                              f"{source.config.scale_prior:.4f} x {resized:g}), got "
                              f"{self.config.net.scale_prior:.4f}")
-        if source.config.pooling != "mean" and (source.config.pooling != self.config.net.pooling
-                                                or resized != 1):
+        if source.config.pooling != "mean" and source.config.pooling != self.config.net.pooling:
             raise ValueError(f"init_weights {path}: its learned {source.config.pooling} pooling "
-                             f"does not carry over to net.pooling {self.config.net.pooling!r} at "
-                             f"input size {self.config.net.input_size}")
+                             f"does not carry over to net.pooling {self.config.net.pooling!r}")
         grown = (source.config.extra_blocks <= self.config.net.extra_blocks
                  and source.config.head_hidden in (0, self.config.net.head_hidden))
         if not grown:
@@ -279,9 +277,13 @@ class Trainer:
         # starts with the source's outputs; heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
         # so does a depthwise pooling the source lacks (it starts as the mean, which is what a
         # mean-pooled source was trained with)
+        # a learned depthwise pooling at another input size is resampled to the new map
         own = self.net.state_dict()
-        self.net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own},
-                                 strict=False)
+        weights = {k: v for k, v in source.state_dict().items() if k in own}
+        if "backbone.pool.weight" in weights and resized != 1:
+            weights["backbone.pool.weight"] = resample_pooling(
+                weights["backbone.pool.weight"], own["backbone.pool.weight"].shape[-1])
+        self.net.load_state_dict(weights, strict=False)
 
     def lr_at(self, step: int, total: int, minutes: float | None = None) -> float:
         """Linear warm-up, then cosine decay to 0 at the step budget, or at ``max_minutes`` when

@@ -231,14 +231,14 @@ def test_small_crop_gets_assumed_box(default_teacher, data_root):
 
 def test_best_overlap_picks_the_largest_iou_above_the_threshold():
     box = np.array([0.0, 0, 10, 10])
-    assert teacher._best_overlap(box, []) is None
-    assert teacher._best_overlap(box, [(20.0, 20, 30, 30)]) is None
+    assert teacher.best_overlap(box, []) is None
+    assert teacher.best_overlap(box, [(20.0, 20, 30, 30)]) is None
     # IoU 0.5, 0.81, 0.25: the second wins
-    assert teacher._best_overlap(box, [(0.0, 0, 5, 10), (0.5, 0.5, 9.5, 9.5), (0.0, 0, 10, 2.5)]) == 1
-    assert teacher._best_overlap(box, [(0.0, 0, 10, 2.5), (0.0, 0, 5, 10)]) == 1
-    assert teacher._best_overlap(box, [(0.0, 0, 10, 2.5)]) is None       # 0.25 < 0.3
-    assert teacher._best_overlap(box, [(0.0, 0, 10, 3)]) is None         # exactly 0.3: not above
-    assert teacher._best_overlap(box, [(0.0, 0, 5, 10), (0.0, 0, 10, 5)]) == 0  # tie: the first
+    assert teacher.best_overlap(box, [(0.0, 0, 5, 10), (0.5, 0.5, 9.5, 9.5), (0.0, 0, 10, 2.5)]) == 1
+    assert teacher.best_overlap(box, [(0.0, 0, 10, 2.5), (0.0, 0, 5, 10)]) == 1
+    assert teacher.best_overlap(box, [(0.0, 0, 10, 2.5)]) is None       # 0.25 < 0.3
+    assert teacher.best_overlap(box, [(0.0, 0, 10, 3)]) is None         # exactly 0.3: not above
+    assert teacher.best_overlap(box, [(0.0, 0, 5, 10), (0.0, 0, 10, 5)]) == 0  # tie: the first
 
 
 @pytest.mark.parametrize("yaw, pitch, roll", [(30, 0, 0), (-30, 0, 0), (0, 20, 0), (0, -20, 0),

@@ -49,8 +49,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
     create_teacher(args.teacher, args.assume_crop_below).close()
     counts = annotate_folders(args.folders, args.out, TeacherFactory(args.teacher,
                               args.assume_crop_below), args.workers, args.limit, args.retry_failed)
-    total = sum(counts[s] for s in STATUSES)
-    redone = f", {counts[REDONE]} of them redone on their labelled face" if counts[REDONE] else ""
+    new = sum(counts[s] for s in STATUSES) - counts[REDONE]
+    redone = f", {counts[REDONE]} redone on their labelled face" if counts[REDONE] else ""
     print(f"annotated {counts['ok']}, no face {counts['no_face']}, failed {counts['failed']} "
-          f"({total} new images{redone}, {counts[CACHED]} already in {args.out / TEACHER_FILE})")
+          f"({new} new images{redone}, {counts[CACHED]} already in {args.out / TEACHER_FILE})")
     return 0

@@ -200,9 +200,9 @@ def resample_pooling(weight: torch.Tensor, map_side: int) -> torch.Tensor:
     resized = nn.functional.interpolate(weight, size=(map_side, map_side), mode="bilinear",
                                         align_corners=True)
     before, after = weight.sum((2, 3), keepdim=True), resized.sum((2, 3), keepdim=True)
-    area = torch.full_like(after, side**2 / map_side**2)
-    scale = torch.where(after.abs() > 1e-8, before / after.where(after.abs() > 1e-8, 1.0), area)
-    return resized * scale
+    usable = after.abs() > 1e-8
+    return resized * torch.where(usable, before / torch.where(usable, after, 1.0),
+                                 side**2 / map_side**2)
 
 
 class Backbone(nn.Module):

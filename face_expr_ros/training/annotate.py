@@ -44,7 +44,7 @@ CACHED = "cached"
 REDONE = "redone"
 """Key of :func:`annotate_folders`' counts: cached labelled images redone to pick the labelled face."""
 MIN_LABEL_IOU = 0.3
-"""Least IoU of a teacher face's landmark box with the human labels' box to be taken as theirs."""
+"""A teacher face is the labelled one when its landmark box's IoU with the labels' is above this."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,29 +96,27 @@ def annotate_image(teacher, folder: Path, set_name: str, image: str,
 
 
 def face_on_labels(faces: list, labels_box: tuple[float, ...]):
-    """The face of ``faces`` whose landmark box overlaps ``labels_box`` most, None when no IoU
-    reaches :data:`MIN_LABEL_IOU` (the teacher found only other people, or nobody)."""
+    """The face of ``faces`` whose landmark box overlaps ``labels_box`` most, None when no IoU is
+    above :data:`MIN_LABEL_IOU` (the teacher found only other people, or nobody)."""
     import numpy as np
 
-    from ..core.tracking import box_iou  # scipy: not at import (the CLI imports this module)
+    from ..core.align import landmark_box
+    from .teacher import best_overlap
 
-    if not faces:
-        return None
-    hulls = np.array([np.concatenate([f.landmarks68.min(0), f.landmarks68.max(0)]) for f in faces])
-    iou = box_iou(np.asarray(labels_box, np.float64), hulls)[0]
-    best = int(np.argmax(iou))
-    return faces[best] if iou[best] >= MIN_LABEL_IOU else None
+    best = best_overlap(np.asarray(labels_box, np.float64),
+                        [landmark_box(face.landmarks68) for face in faces], MIN_LABEL_IOU)
+    return None if best is None else faces[best]
 
 
 def labels_boxes(folder: Path, set_name: str) -> dict[str, tuple[float, ...]]:
     """Image (path relative to ``folder``, POSIX) -> (x0, y0, x1, y1) of its human landmarks, for
     a set of ``datasets.DATASETS`` that has them; {} for any other folder."""
+    from ..core.align import landmark_box
     from .datasets import DATASETS
 
     if set_name not in DATASETS:
         return {}
-    return {entry.path.relative_to(folder).as_posix():
-            tuple(float(v) for v in (*entry.landmarks.min(0), *entry.landmarks.max(0)))
+    return {entry.path.relative_to(folder).as_posix(): tuple(landmark_box(entry.landmarks).tolist())
             for entry in DATASETS[set_name](folder)
             if entry.landmarks is not None and entry.landmark_source == "human"}
 
@@ -150,22 +148,22 @@ def annotate_folders(folders: Iterable[str | os.PathLike], cache_dir: str | os.P
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     done = load_teacher_cache(cache, missing_ok=True)
-    jobs = []
+    jobs, redone = [], 0
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder")
         set_name = folder.resolve().name
         images = sorted(p.relative_to(folder).as_posix() for p in image_files(folder))
         boxes = labels_boxes(folder, set_name)
+        on_largest = {image for image in boxes  # cached before records said which face they kept
+                      if (set_name, image) in done and done[(set_name, image)].get("face") != "labels"}
         todo = [image for image in images
-                if (set_name, image) not in done
-                or (retry_failed and done[(set_name, image)].get("status") == "failed")
-                or (image in boxes and done[(set_name, image)].get("face") != "labels")]
-        jobs += [(str(folder), set_name, image, boxes.get(image)) for image in todo[:limit]]
+                if (set_name, image) not in done or image in on_largest
+                or (retry_failed and done[(set_name, image)].get("status") == "failed")][:limit]
+        jobs += [(str(folder), set_name, image, boxes.get(image)) for image in todo]
+        redone += len(on_largest.intersection(todo))
     counts: Counter = Counter({status: 0 for status in STATUSES})
-    counts[CACHED] = len(done)
-    counts[REDONE] = sum(1 for folder, set_name, image, _ in jobs if (set_name, image) in done
-                         and done[(set_name, image)].get("status") != "failed")
+    counts[CACHED], counts[REDONE] = len(done), redone
     path = cache / TEACHER_FILE
     _repair_tail(path)
     with open(path, "a", encoding="utf-8") as out, \

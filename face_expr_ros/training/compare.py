@@ -243,8 +243,9 @@ def face_errors(column: Column, entries: list, set_name: str) -> tuple[list, lis
     return e68, e51, regions
 
 
-def landmark_rows(column: Column, entries: dict[str, list]) -> dict:
-    return {s: nme_summary(*face_errors(column, entries[s], s)) for s in LANDMARK_SETS}
+def set_errors(column: Column, entries: dict[str, list]) -> dict[str, tuple[list, list, dict]]:
+    """:func:`face_errors` of ``column`` on every landmark set."""
+    return {s: face_errors(column, entries[s], s) for s in LANDMARK_SETS}
 
 
 def paired_nme(ours: np.ndarray, teacher: np.ndarray) -> dict:
@@ -260,9 +261,9 @@ def paired_nme(ours: np.ndarray, teacher: np.ndarray) -> dict:
             "median_difference": float(np.median(ours - teacher))}
 
 
-def paired_rows(column: Column, teacher: Column, entries: dict[str, list]) -> dict:
-    return {s: paired_nme(face_errors(column, entries[s], s)[0],
-                          face_errors(teacher, entries[s], s)[0]) for s in LANDMARK_SETS}
+def paired_rows(errors: dict, teacher_errors: dict) -> dict:
+    """:func:`paired_nme` per landmark set, from :func:`set_errors` of a network and the teacher."""
+    return {s: paired_nme(errors[s][0], teacher_errors[s][0]) for s in LANDMARK_SETS}
 
 
 def auc_row(column: Column, entries: list, set_name: str, labels: tuple[str, str],
@@ -329,8 +330,12 @@ def presence_row(column: Column) -> dict:
             "mean_face": float(np.mean(faces)), "mean_negative": float(np.mean(column.negatives))}
 
 
-def column_rows(column: Column, teacher: Column, entries: dict[str, list]) -> dict:
-    rows = {"landmarks": landmark_rows(column, entries),
+def column_rows(column: Column, teacher: Column, entries: dict[str, list],
+                teacher_errors: dict) -> dict:
+    """One column's rows; ``teacher_errors`` (:func:`set_errors` of the teacher, computed once for
+    all columns) gives a network column's paired rows."""
+    errors = set_errors(column, entries)
+    rows = {"landmarks": {s: nme_summary(*errors[s]) for s in LANDMARK_SETS},
             "smile_auc_lfw": auc_row(column, entries["lfw_gray"], "lfw_gray", ("happiness", "neutral"),
                                      ("mouthSmileLeft", "mouthSmileRight")),
             "jaw_auc_fer": auc_row(column, entries["fer2013_train"], "fer2013_train",
@@ -339,7 +344,7 @@ def column_rows(column: Column, teacher: Column, entries: dict[str, list]) -> di
                                    ("jawOpen",)),
             "probe": {s: probe_row(column, entries[s], s) for s in PROBE_SETS}}
     if column is not teacher:
-        rows["paired"] = paired_rows(column, teacher, entries)
+        rows["paired"] = paired_rows(errors, teacher_errors)
         rows["pose"] = pose_row(column, teacher)
         rows["blendshapes"] = {s: blendshape_row(column, teacher, s) for s in ("helen_train", "lfw_gray")}
         rows["presence"] = presence_row(column)
@@ -355,15 +360,16 @@ def compare(weights: list, root=None, teacher_cache=None, limit: int | None = No
     cache = load_teacher_cache(Path(teacher_cache).expanduser())
     entries = validation_entries(root, cache, limit)
     teacher = teacher_column(entries, cache, root)
+    teacher_errors = set_errors(teacher, entries)
     table = {}
     for path in weights:
         reconstructor = Reconstructor(weights=path, device=device, max_faces=1, backend=backend)
         name = Path(path).name if path else "shipped"
         column = network_column(name, reconstructor, entries)
         column.negatives = negative_presence(reconstructor, entries)
-        table[name if name not in table else f"{name} ({len(table)})"] = column_rows(column, teacher,
-                                                                                    entries)
-    table["teacher"] = column_rows(teacher, teacher, entries)
+        table[name if name not in table else f"{name} ({len(table)})"] = column_rows(
+            column, teacher, entries, teacher_errors)
+    table["teacher"] = column_rows(teacher, teacher, entries, teacher_errors)
     return table
 
 

@@ -254,7 +254,7 @@ class MediaPipeTeacher:
             # Normalised [0, 1] image coordinates with pixel edges at 0 and 1 -> 0-based pixels.
             dense = np.array([(p.x * width - 0.5, p.y * height - 0.5) for p in mesh], np.float64)
             hull = np.concatenate([dense.min(0), dense.max(0)])
-            best = _best_overlap(hull, boxes)
+            best = best_overlap(hull, boxes)
             box, score = (np.asarray(boxes[best], np.float64), float(scores[best])) \
                 if best is not None else (hull, 0.0)
             blendshapes = scores_by_face[index] if index < len(scores_by_face) else None
@@ -264,7 +264,7 @@ class MediaPipeTeacher:
         return sorted(faces, key=lambda f: -f.area)
 
 
-def _best_overlap(box: np.ndarray, boxes: list[tuple[float, ...]],
+def best_overlap(box: np.ndarray, boxes: list[tuple[float, ...]],
                   threshold: float = 0.3) -> int | None:
     """Index of the box in ``boxes`` with the largest IoU (> ``threshold``) with ``box``, else None
     (the first on a tie)."""

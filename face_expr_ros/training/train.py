@@ -277,10 +277,10 @@ class Trainer:
         # starts with the source's outputs; heads the source lacks keep their fresh initialisation; heads the run drops are ignored;
         # so does a depthwise pooling the source lacks (it starts as the mean, which is what a
         # mean-pooled source was trained with)
-        # a learned depthwise pooling at another input size is resampled to the new map
+        # a learned depthwise pooling is resampled to this run's map (a copy at the same size)
         own = self.net.state_dict()
         weights = {k: v for k, v in source.state_dict().items() if k in own}
-        if "backbone.pool.weight" in weights and resized != 1:
+        if "backbone.pool.weight" in weights:
             weights["backbone.pool.weight"] = resample_pooling(
                 weights["backbone.pool.weight"], own["backbone.pool.weight"].shape[-1])
         self.net.load_state_dict(weights, strict=False)

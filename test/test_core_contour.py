@@ -10,6 +10,7 @@ import torch
 
 from face_expr_ros.core import contour
 from face_expr_ros.core.camera import euler_to_matrix
+from face_expr_ros.core.feature_landmarks import feature_landmark_vertices
 from face_expr_ros.core.synthesis import synthesize
 
 RESOLUTION = 512  # px of the silhouette render
@@ -189,7 +190,8 @@ def test_model_landmarks(face_model, curves):
     assert full.shape == (3, 68, 3)
     jaw, _ = contour.jaw_landmarks(vertices, curves)
     torch.testing.assert_close(full[:, :17], jaw)
-    torch.testing.assert_close(full[:, 17:], vertices[:, face_model.landmarks68[17:]])
+    fixed = feature_landmark_vertices(face_model)[17:]
+    torch.testing.assert_close(full[:, 17:], vertices[:, fixed])
     single = contour.model_landmarks_np(face_model, vertices[0].numpy())
     assert single.shape == (68, 3) and single.dtype == np.float32
     np.testing.assert_allclose(single, full[0].numpy(), atol=1e-4)

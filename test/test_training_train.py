@@ -394,3 +394,10 @@ def test_config_base_merges_sections_and_every_shipped_config_loads(tmp_path):
     variant = load_config(configs / "own_framing.yaml")
     assert variant.data.own_framing == 0.3 and variant.ema_decay == 0.999
     assert variant.loss.feature_points == 3.0  # from feature_points.yaml, two bases down
+
+
+def test_repeated_set_options_are_all_kept():
+    from face_expr_ros.cli.main import build_parser
+    args = build_parser().parse_args(["train", "--set", "max_minutes=175", "max_steps=9000",
+                                      "--set", "threads=1"])
+    assert dict(args.overrides) == {"max_minutes": 175, "max_steps": 9000, "threads": 1}

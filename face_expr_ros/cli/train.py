@@ -24,7 +24,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="YAML training config (docs/training.md); "
                    "missing keys take the defaults")
     p.add_argument("--set", dest="overrides", type=_override, nargs="+", default=[],
-                   metavar="KEY=VALUE", help="override config keys, e.g. max_steps=100 data.workers=0")
+                   action="extend", metavar="KEY=VALUE",
+                   help="override config keys, e.g. max_steps=100 data.workers=0 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--precise-bn", type=int, default=0, metavar="N",

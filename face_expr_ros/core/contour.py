@@ -1,9 +1,10 @@
 """Dynamic jaw landmarks from contour curves on the mesh (the patent's claims 3-6).
 
-Landmarks 17-67 (brows, eyes, nose, mouth) are fixed vertices. The 17 jaw landmarks (iBUG 0-16)
-are not: the jaw line a person sees is the face's outline, which slides over the surface as the
-head turns. Each jaw landmark therefore owns a curve on the mesh surface; per pose, the curve point
-that lies furthest out in the camera-aligned frame centred on the face is that landmark:
+Landmarks 17-67 (brows, eyes, nose, mouth) are fixed vertices (core.feature_landmarks). The 17 jaw
+landmarks (iBUG 0-16) are not: the jaw line a person sees is the face's outline, which slides over
+the surface as the head turns. Each jaw landmark therefore owns a curve on the mesh surface; per
+pose, the curve point that lies furthest out in the camera-aligned frame centred on the face is that
+landmark:
 
 * cheek curves (landmarks 0-6 and 10-16): horizontal slices of the neutral mesh at the height of
   the ICT static jaw vertex, from near the midline out to a little past the static vertex; the
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from .facemodel import N_JAW, FaceModel
+from .feature_landmarks import feature_landmark_vertices
 
 CHIN_LANDMARKS = (7, 8, 9)
 """Jaw landmarks on chin (radial) curves; the others are on cheek (horizontal) curves."""
@@ -180,7 +182,8 @@ def build_contour_curves(model: FaceModel, spacing: float = SPACING_CM,
                          is_chin=np.isin(np.arange(N_JAW), CHIN_LANDMARKS),
                          side=np.sign(static[:, 0]).astype(np.float32),
                          lengths=np.array([len(c[0]) for c in curves], dtype=np.int64),
-                         centre_vertex_ids=centre_ids, landmark_vertex_ids=landmarks)
+                         centre_vertex_ids=centre_ids,
+                         landmark_vertex_ids=feature_landmark_vertices(model))
 
 
 def _cheek_slice(static: np.ndarray, midline_gap: float):

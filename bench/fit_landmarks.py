@@ -27,7 +27,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face_expr_ros.core import feature_landmarks  # noqa: E402
-from face_expr_ros.core.feature_landmarks import feature_landmark_vertices  # noqa: E402
 from face_expr_ros.core.facemodel import N_JAW  # noqa: E402
 from face_expr_ros.core.reconstruct import Reconstructor  # noqa: E402
 from face_expr_ros.training.datasets import build_index, split_of  # noqa: E402
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = Reconstructor(weights=args.weights, device="cpu", backend="torch", max_faces=1)
     model = rec.model
     own = np.asarray(model.landmarks68, np.int64)
-    if not np.array_equal(feature_landmark_vertices(model), own):
+    if not np.array_equal(feature_landmarks.feature_landmark_vertices(model), own):
         print("note: the package already uses fitted vertices; this fit starts again from ICT's")
     scale = float(np.linalg.norm(model.neutral[own[36]] - model.neutral[own[45]]))
     radius = args.radius * scale

@@ -7,8 +7,8 @@ bridge 2-3 % too low. ``bench/fit_landmarks.py --write`` re-chooses each feature
 near ICT's (training.landmark_fit: mirror pairs chosen together, midline points on the midline)
 from the network's meshes of helen_train's training split against its human labels, and writes
 the table below; the validation subjects are only measured. Landmark 27, the sellion, keeps ICT's
-vertex: it is the origin of the face frames, where consumers place the model's mesh. The jaw (0-16) is dynamic
-(core.contour) and keeps ICT's static vertices as its curves' anchors.
+vertex: it is the origin of the face frames, where consumers place the model's mesh. The jaw
+(0-16) is dynamic (core.contour) and keeps ICT's static vertices as its curves' anchors.
 
 The table applies to the model it was fitted on, recognised by its vertex count and ICT's own
 feature vertices; any other model keeps its own ``landmarks68``.

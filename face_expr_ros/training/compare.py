@@ -334,7 +334,7 @@ def column_rows(column: Column, teacher: Column, entries: dict[str, list],
                 teacher_errors: dict) -> dict:
     """One column's rows; ``teacher_errors`` (:func:`set_errors` of the teacher, computed once for
     all columns) gives a network column's paired rows."""
-    errors = set_errors(column, entries)
+    errors = teacher_errors if column is teacher else set_errors(column, entries)
     rows = {"landmarks": {s: nme_summary(*errors[s]) for s in LANDMARK_SETS},
             "smile_auc_lfw": auc_row(column, entries["lfw_gray"], "lfw_gray", ("happiness", "neutral"),
                                      ("mouthSmileLeft", "mouthSmileRight")),

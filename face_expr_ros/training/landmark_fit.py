@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..core.camera import pose_points, project_orthographic
+from ..core.camera import project_orthographic
 from ..core.facemodel import N_JAW, N_LANDMARKS, FaceModel
 from ..core.reconstruct import SELLION
+from ..core.synthesis import synthesize_posed
 from .augmentation import FLIP_PERMUTATION_68
 from .metrics import interocular_np
 
@@ -51,25 +52,21 @@ def projected_vertices(model: FaceModel, identity: np.ndarray, expression: np.nd
 
     identity (N, K) uses the model's first K modes; expression (N, E); rotation (N, 3, 3);
     translation (N, 3); scale (N,)."""
-    ids = np.asarray(vertex_ids, np.int64)
-    identity = np.asarray(identity, np.float64)
-    k = identity.shape[1]
-    shapes = (model.neutral[ids][None].astype(np.float64)
-              + np.einsum("nk,kcd->ncd", identity, model.identity_basis[:k, ids])
-              + np.einsum("ne,ecd->ncd", np.asarray(expression, np.float64),
-                          model.expression_basis[:, ids]))
-    posed = pose_points(shapes, np.asarray(rotation, np.float64),
-                        np.asarray(translation, np.float64), np.asarray(scale, np.float64))
-    return project_orthographic(posed) + (input_size - 1) / 2.0
+    centre = ((input_size - 1) / 2.0,) * 2
+    return np.stack([project_orthographic(
+        synthesize_posed(model, beta, r, t, float(s), identity=alpha, vertex_ids=vertex_ids),
+        centre) for alpha, beta, r, t, s in zip(identity, expression, rotation, translation, scale)])
 
 
 def candidate_errors(projected: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(68, C) mean over faces of ``|projected candidate c - label k| / inter-ocular`` from
     (N, C, 2) projected candidates and (N, 68, 2) labels (the NME's per-point term)."""
     labels = np.asarray(labels, np.float64)
-    scale = interocular_np(labels)[:, None, None]
-    diff = np.asarray(projected, np.float64)[:, None, :, :] - labels[:, :, None, :]  # (N, 68, C, 2)
-    return (np.linalg.norm(diff, axis=-1) / scale).mean(axis=0)
+    projected = np.asarray(projected, np.float64)
+    scale = interocular_np(labels)[:, None]
+    # one landmark at a time: (N, C) each, not an (N, 68, C, 2) array (1.3 GB for helen's split)
+    return np.stack([(np.linalg.norm(projected - labels[:, k, None], axis=-1) / scale).mean(0)
+                     for k in range(labels.shape[1])])
 
 
 def select_vertices(errors: np.ndarray, candidates: np.ndarray, landmarks68: np.ndarray,

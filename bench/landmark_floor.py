@@ -20,7 +20,9 @@ the fit's, whose expression only the labels decide.
 Prints two tables: NME68 and NME51 (mean point error / outer inter-ocular distance), then per
 region (training.metrics.REGIONS) with the mouth's shape: its width (corners 48-54) and inner
 opening (62-66) as a ratio of the labels' on average, and their correlation with the labels'
-across faces (1.0: the mouth follows the face's own).
+across faces (1.0: the mouth follows the face's own). A third table takes the faces with a
+wide-open mouth apart (labelled inner opening above ``--open-mouth`` inter-ocular distances):
+their NME68 against the others' and how much of the opening is read on them.
 """
 from __future__ import annotations
 
@@ -145,11 +147,31 @@ def region_cells(items: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
     return cells
 
 
+def open_mouth_cells(items: list[tuple[np.ndarray, np.ndarray]], threshold: float) -> list[str]:
+    """Faces whose labelled inner opening (62-66) exceeds ``threshold`` inter-ocular distances:
+    their count, their NME68 and the other faces', the mean ratio of the predicted opening to the
+    labelled one on them, and their share of the summed NME68."""
+    predicted, labels = stacked(items)
+    nme68, _ = nme_per_image(predicted, labels)
+    scale = interocular_np(labels)
+    labelled = span(labels, 62, 66) / scale
+    wide = labelled > threshold
+    if not wide.any():
+        return [f"0 / {len(items)}", "-", f"{nme68.mean():.4f}", "-", "0.00"]
+    ratio = (span(predicted, 62, 66)[wide] / scale[wide]).mean() / labelled[wide].mean()
+    rest = f"{nme68[~wide].mean():.4f}" if (~wide).any() else "-"
+    return [f"{int(wide.sum())} / {len(items)}", f"{nme68[wide].mean():.4f}", rest,
+            f"{ratio:.2f}", f"{nme68[wide].sum() / nme68.sum():.2f}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="default: the package's")
     parser.add_argument("--iterations", type=int, default=300, help="Adam steps per face")
     parser.add_argument("--limit", type=int, default=200, help="training-split faces measured")
+    parser.add_argument("--open-mouth", type=float, default=0.25,
+                        help="inner opening (62-66, inter-ocular distances) above which a face "
+                             "counts as a wide-open mouth (default 0.25)")
     parser.add_argument("--teacher-cache", default=None,
                         help="folder of face_expr annotate's cache: adds the teacher's row")
     args = parser.parse_args(argv)
@@ -197,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
           "| inner opening ratio / corr |\n|---|" + "---|" * (len(REGIONS) + 2))
     for name, items in pairs.items():
         print(f"| {name} | " + " | ".join(region_cells(items)) + " |")
+    print(f"\nWide-open mouths (labelled inner opening > {args.open_mouth} of the inter-ocular "
+          "distance)\n| what | wide-open faces | NME68 wide-open | NME68 others | predicted / "
+          "labelled opening, wide-open | wide-open share of the summed NME68 |\n"
+          "|---|---|---|---|---|---|")
+    for name, items in pairs.items():
+        print(f"| {name} | " + " | ".join(open_mouth_cells(items, args.open_mouth)) + " |")
     if shapes:
         print(f"\nMouth shapes, ARKit scores on the validation faces the teacher scored: ours, the "
               "fit's (to the labels, no expression prior) and the teacher's\n"

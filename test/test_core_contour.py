@@ -3,21 +3,21 @@
 Distances to the outline are in % of the face width, the neutral distance between the ICT static
 jaw vertices 0 and 16 (14.7 cm), so 2 % is about 3 mm.
 """
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from face_expr_ros.core import contour
 from face_expr_ros.core.camera import euler_to_matrix
-from face_expr_ros.core.feature_landmarks import feature_landmark_vertices
+from face_expr_ros.core.feature_landmarks import feature_landmark_vertices, jaw_anchor_vertices
 from face_expr_ros.core.synthesis import synthesize
+from face_expr_ros.training.landmark_fit import (OUTLINE_POSES, SILHOUETTE_PX, face_width_cm,
+                                                  outline_distance, silhouette_outline)
 
-RESOLUTION = 512  # px of the silhouette render
+RESOLUTION = SILHOUETTE_PX  # px of the silhouette render
 OUTLINE_TOLERANCE = 2.0  # % of face width
 FRONTAL_TOLERANCE_CM = 1.0  # measured max 0.54 cm (3D), 0.29 cm in the image plane
-POSES = [(30, 0), (-30, 0), (60, 0), (-60, 0), (30, -15), (-30, -15), (30, 15), (-30, 15),
-         (60, -15), (-60, -15), (60, 15), (-60, 15)]
+POSES = list(OUTLINE_POSES)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,7 @@ def curves(face_model):
 
 @pytest.fixture(scope="module")
 def face_width(face_model):
-    jaw = face_model.neutral[face_model.landmarks68[[0, 16]]]
-    return float(jaw[1, 0] - jaw[0, 0])
+    return face_width_cm(face_model)
 
 
 def far_cheek_landmarks(yaw: float) -> list[int]:
@@ -46,27 +45,6 @@ def posed(face_model, yaw: float, pitch: float, vertices: np.ndarray | None = No
     scale = RESOLUTION / 30.0  # the whole face area (30 cm tall at most) fits
     base = face_model.neutral if vertices is None else vertices
     return (base @ rotation.T) * scale
-
-
-def outline(face_model, points: np.ndarray) -> np.ndarray:
-    """Outer contour (N, 1, 2) of the rasterised face-area triangles of posed ``points``."""
-    triangles = face_model.triangles[(face_model.triangles < face_model.face_area_vertex_count)
-                                     .all(axis=1)]
-    uv = to_pixels(points)
-    mask = np.zeros((RESOLUTION, RESOLUTION), np.uint8)
-    cv2.fillPoly(mask, list(np.round(uv[triangles] * 16).astype(np.int32)), 255, shift=4)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return max(contours, key=cv2.contourArea)
-
-
-def to_pixels(points: np.ndarray) -> np.ndarray:
-    return np.stack((points[:, 0], -points[:, 1]), axis=1) + RESOLUTION / 2.0
-
-
-def outline_distance(contour_px: np.ndarray, points: np.ndarray, face_width_px: float) -> np.ndarray:
-    """Distance of each posed point's projection to the outline, % of face width."""
-    return np.array([abs(cv2.pointPolygonTest(contour_px, (float(u), float(v)), True))
-                     for u, v in to_pixels(points)]) / face_width_px * 100.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,8 +66,10 @@ def test_curve_arrays(face_model, curves):
 
 
 def test_frontal_jaw_is_near_static_vertices(face_model, curves):
+    """On the neutral frontal face each jaw landmark lies near its curve's anchor (the fitted
+    static vertex, core.feature_landmarks.jaw_anchor_vertices)."""
     jaw, _ = contour.jaw_landmarks_np(face_model.neutral, curves)
-    static = face_model.neutral[face_model.landmarks68[:17]]
+    static = face_model.neutral[jaw_anchor_vertices(face_model)]
     distance = np.linalg.norm(jaw - static, axis=1)
     in_image = np.linalg.norm((jaw - static)[:, :2], axis=1)
     assert distance.max() < FRONTAL_TOLERANCE_CM, distance.round(3)
@@ -99,7 +79,7 @@ def test_frontal_jaw_is_near_static_vertices(face_model, curves):
 @pytest.mark.parametrize("yaw,pitch", POSES)
 def test_far_side_jaw_lies_on_outline(face_model, curves, face_width, yaw, pitch):
     points = posed(face_model, yaw, pitch)
-    contour_px = outline(face_model, points)
+    contour_px = silhouette_outline(face_model, points)
     width_px = face_width * RESOLUTION / 30.0
     far = far_cheek_landmarks(yaw)
     jaw, _ = contour.jaw_landmarks_np(points, curves)

@@ -1,5 +1,5 @@
-"""The feature landmarks' vertices re-chosen against labels (training.landmark_fit) and the table
-the package uses (core.feature_landmarks)."""
+"""The feature landmarks' vertices and the jaw curves' anchors re-chosen against labels
+(training.landmark_fit) and the tables the package uses (core.feature_landmarks)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,14 @@ from face_expr_ros.core import feature_landmarks
 from face_expr_ros.core.camera import euler_to_matrix
 from face_expr_ros.core.contour import build_contour_curves
 from face_expr_ros.core.facemodel import FaceModel
-from face_expr_ros.core.feature_landmarks import feature_landmark_vertices
+from face_expr_ros.core.feature_landmarks import feature_landmark_vertices, jaw_anchor_vertices
 from face_expr_ros.core.projection import LandmarkProjector
 from face_expr_ros.core.reconstruct import SELLION
 from face_expr_ros.training.augmentation import FLIP_PERMUTATION_68
 from face_expr_ros.training.landmark_fit import (candidate_errors, candidate_vertices,
-                                                  mirror_vertices, projected_vertices,
-                                                  select_vertices)
+                                                  jaw_candidate_errors, jaw_outline_distances,
+                                                  mirror_vertices, projected_jaw,
+                                                  projected_vertices, select_vertices)
 
 
 def _symmetric_cloud(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -151,3 +152,99 @@ def test_the_contour_curves_use_the_table_only_on_its_own_model(face_model):
     other = FaceModel(**{**face_model.__dict__,
                          "landmarks68": np.roll(face_model.landmarks68, 1)})
     np.testing.assert_array_equal(feature_landmark_vertices(other), other.landmarks68)
+
+
+# ---------------------------------------------------------------------------------------------
+# The jaw contour curves' anchors
+# ---------------------------------------------------------------------------------------------
+def _random_faces(face_model, n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"identity": rng.normal(size=(n, 40)).astype(np.float32),
+            "expression": rng.uniform(0, 0.5, (n, face_model.n_expressions)).astype(np.float32),
+            "rotation": np.stack([euler_to_matrix(rng.uniform(-40, 40), rng.uniform(-20, 20),
+                                                  rng.uniform(-10, 10)) for _ in range(n)]),
+            "translation": np.column_stack([rng.uniform(-5, 5, (n, 2)), np.zeros(n)]),
+            "scale": rng.uniform(4, 6, n)}
+
+
+def _face_area_projection(face_model, faces: dict) -> np.ndarray:
+    area = np.arange(face_model.face_area_vertex_count)
+    return projected_vertices(face_model, **faces, vertex_ids=area, input_size=128)
+
+
+def test_projected_jaw_is_where_the_projector_puts_the_jaw(face_model):
+    faces = _random_faces(face_model, 6, seed=4)
+    curves = build_contour_curves(face_model)
+    ours = projected_jaw(curves, _face_area_projection(face_model, faces))
+    reference = LandmarkProjector(face_model, 40).landmarks_np(**faces, input_size=128)
+    np.testing.assert_allclose(ours, reference[:, :17], atol=1e-3)
+
+
+def test_jaw_candidate_errors_find_the_anchors_that_drew_the_labels(face_model):
+    """Labels drawn by curves through other anchors (the shipped table's): the candidate errors
+    are zero at those anchors, and the selection reaches zero error on every jaw landmark."""
+    own = np.asarray(face_model.landmarks68, np.int64)
+    truth = jaw_anchor_vertices(face_model)
+    assert (truth != own[:17]).any()
+    faces = _random_faces(face_model, 5, seed=5)
+    projected = _face_area_projection(face_model, faces)
+    labels = LandmarkProjector(face_model, 40).landmarks_np(**faces, input_size=128)
+    labels[:, :17] = projected_jaw(build_contour_curves(face_model, anchor_vertex_ids=truth),
+                                   projected)
+    neutral = face_model.neutral.astype(np.float64)
+    scale = float(np.linalg.norm(neutral[own[36]] - neutral[own[45]]))
+    anchors68 = own.copy()
+    anchors68[:17] = truth
+    candidates = np.union1d(candidate_vertices(neutral, anchors68, 0.01 * scale,
+                                               landmarks=range(17)), own[:17])
+    radius = 0.1 * scale
+    errors = jaw_candidate_errors(face_model, projected, labels, candidates, own[:17], radius)
+    assert errors.shape == (68, len(candidates)) and np.isinf(errors[17:]).all()
+    column = {int(v): c for c, v in enumerate(candidates)}
+    for k in range(17):
+        assert errors[k, column[int(truth[k])]] < 1e-4, k  # the true anchor explains the labels
+    moved = [k for k in range(17) if truth[k] != own[k]]
+    assert min(errors[k, column[int(own[k])]] for k in moved) > 1e-3  # ICT's anchors do not
+    chosen = select_vertices(errors, candidates, own, neutral, radius, midline=1e-4 * scale,
+                             keep=(), landmarks=range(17))
+    np.testing.assert_array_equal(chosen[17:], own[17:])  # only the jaw is chosen
+    assert max(errors[k, column[int(chosen[k])]] for k in range(17)) < 1e-4
+
+
+def test_jaw_outline_distances_keep_the_shipped_rows_and_flag_others(face_model):
+    own = np.asarray(face_model.landmarks68, np.int64)
+    neutral = face_model.neutral.astype(np.float64)
+    scale = float(np.linalg.norm(neutral[own[36]] - neutral[own[45]]))
+    fitted = jaw_anchor_vertices(face_model)
+    candidates = candidate_vertices(neutral, own, 0.1 * scale, landmarks=[0, 16, *range(2, 4)],
+                                    limit=face_model.face_area_vertex_count)
+    candidates = np.union1d(candidates, fitted)
+    distances = jaw_outline_distances(face_model, candidates, own[:17], 0.1 * scale)
+    column = {int(v): c for c, v in enumerate(candidates)}
+    for k in (0, 2, 3, 16):
+        assert distances[k, column[int(fitted[k])]] <= 1.5, k  # the fit's tolerance
+    # a row at eye height moved down stops at the eye's rim, off the turned face's outline
+    assert np.nanmax(np.where(np.isfinite(distances[16]), distances[16], np.nan)) > 2.0
+    assert (distances[[7, 8, 9]][np.isfinite(distances[[7, 8, 9]])] == 0).all()  # chin: none
+
+
+def test_the_shipped_jaw_anchors_are_symmetric_ordered_and_near_ict(face_model):
+    own = np.asarray(face_model.landmarks68, np.int64)[:17]
+    table = np.asarray(feature_landmarks.JAW_ANCHOR_VERTICES)
+    assert table.shape == (17, 2)
+    np.testing.assert_array_equal(table[:, 0], own)  # fitted on this model's jaw vertices
+    fitted = jaw_anchor_vertices(face_model)
+    assert (fitted != own).sum() >= 6  # the table is in use
+    neutral = face_model.neutral.astype(np.float64)
+    lm = np.asarray(face_model.landmarks68)
+    scale = np.linalg.norm(neutral[lm[36]] - neutral[lm[45]])
+    assert np.linalg.norm(neutral[fitted] - neutral[own], axis=1).max() <= 0.1 * scale + 1e-6
+    mirror, _ = mirror_vertices(neutral)
+    for k in range(8):
+        assert fitted[16 - k] == mirror[fitted[k]], k
+    assert abs(neutral[fitted[8], 0]) < 1e-3  # the chin's middle stays on the midline
+    heights = neutral[fitted, 1]
+    assert (np.diff(heights[:7]) < 0).all() and (np.diff(heights[10:]) > 0).all()  # rows apart
+    other = FaceModel(**{**face_model.__dict__,
+                         "landmarks68": np.roll(face_model.landmarks68, 1)})
+    np.testing.assert_array_equal(jaw_anchor_vertices(other), other.landmarks68[:17])

@@ -7,7 +7,8 @@ pose, the curve point that lies furthest out in the camera-aligned frame centred
 landmark:
 
 * cheek curves (landmarks 0-6 and 10-16): horizontal slices of the neutral mesh at the height of
-  the ICT static jaw vertex, from near the midline out to a little past the static vertex; the
+  the curve's anchor (``feature_landmarks.jaw_anchor_vertices``: ICT's static jaw vertex, or the
+  one fitted to human labels near it), from near the midline out to a little past the anchor; the
   chosen point has the largest ``|x - c_x|`` on the curve's own side, ``side * (x - c_x)``;
 * chin curves (landmarks 7-9): slices in half-planes through an axis along z through the face
   centre (radial), from just below the lowest cheek curve down over the chin; the chosen point
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from .facemodel import N_JAW, FaceModel
-from .feature_landmarks import feature_landmark_vertices
+from .feature_landmarks import feature_landmark_vertices, jaw_anchor_vertices
 
 CHIN_LANDMARKS = (7, 8, 9)
 """Jaw landmarks on chin (radial) curves; the others are on cheek (horizontal) curves."""
@@ -138,43 +139,91 @@ def contour_curves(model: FaceModel) -> ContourCurves:
     return curves
 
 
+@dataclass(frozen=True)
+class SliceMesh:
+    """What slicing a model's neutral face area needs, computed once per model.
+
+    Attributes:
+        neutral: (V, 3) float64 neutral mesh.
+        edges: (E, 2) unique edges of the face-area triangles (smaller vertex first).
+        triangle_edges: (T, 3) each face-area triangle's edges (rows of ``edges``).
+        centre: (3,) the neutral face centre (centroid of ``CENTRE_LANDMARKS``' vertices).
+        centre_ids: (M,) those vertices.
+    """
+
+    neutral: np.ndarray
+    edges: np.ndarray
+    triangle_edges: np.ndarray
+    centre: np.ndarray
+    centre_ids: np.ndarray
+
+    @classmethod
+    def of(cls, model: FaceModel) -> "SliceMesh":
+        neutral = model.neutral.astype(np.float64)
+        triangles = model.triangles[(model.triangles < model.face_area_vertex_count).all(axis=1)]
+        edges, triangle_edges = _edges(triangles)
+        centre_ids = np.asarray(model.landmarks68, dtype=np.int64)[list(CENTRE_LANDMARKS)]
+        return cls(neutral, edges, triangle_edges, neutral[centre_ids].mean(axis=0), centre_ids)
+
+
+def lowest_cheek_height(anchors: np.ndarray) -> float:
+    """The y of the lowest cheek row, from the (17, 3) neutral anchor points: where the chin
+    curves start (halfway between it and each chin anchor)."""
+    return float(min(anchors[k, 1] for k in range(N_JAW) if k not in CHIN_LANDMARKS))
+
+
+def jaw_curve(mesh: SliceMesh, k: int, anchor: np.ndarray, lowest_cheek_y: float,
+              spacing: float = SPACING_CM, outer_margin: float = OUTER_MARGIN_CM,
+              midline_gap: float = MIDLINE_GAP_CM) -> tuple[np.ndarray, np.ndarray]:
+    """Jaw landmark ``k``'s curve through the neutral point ``anchor`` (its static vertex).
+
+    Returns:
+        ids (P, 3) int64 and weights (P, 3) float64 of the curve points, inner end first.
+    Raises:
+        ValueError: the slice does not pass through the face area near ``anchor``.
+    """
+    if k in CHIN_LANDMARKS:
+        normal, outward, keep = _chin_slice(anchor, mesh.centre, lowest_cheek_y)
+    else:
+        normal, outward, keep = _cheek_slice(anchor, midline_gap)
+    offset = mesh.neutral @ normal - anchor @ normal
+    chain = _slice_chain(mesh.neutral, mesh.edges, mesh.triangle_edges, offset, anchor)
+    if chain is None:
+        raise ValueError(f"jaw landmark {k}: its slice does not reach the face area")
+    ids, weights, points = _resample(mesh.neutral, *chain, spacing)
+    # Rows through the eye or lips may curl into the opening: a cheek curve starts at its
+    # front-most point.
+    return _trim(ids, weights, points, anchor, outward, keep,
+                 cut_at_max_z=k not in CHIN_LANDMARKS, outer_margin=outer_margin)
+
+
 def build_contour_curves(model: FaceModel, spacing: float = SPACING_CM,
                          outer_margin: float = OUTER_MARGIN_CM,
-                         midline_gap: float = MIDLINE_GAP_CM) -> ContourCurves:
+                         midline_gap: float = MIDLINE_GAP_CM,
+                         anchor_vertex_ids: np.ndarray | None = None) -> ContourCurves:
     """Slice the neutral face area into the 17 jaw curves (see the module docstring).
 
     Args:
         spacing: distance between curve points on the neutral mesh, cm.
         outer_margin: arc length a curve runs past its static jaw vertex, cm.
         midline_gap: cheek curves keep ``|x| >= midline_gap`` (cm) so left and right stay apart.
+        anchor_vertex_ids: (17,) the curves' static vertices; default
+            :func:`~.feature_landmarks.jaw_anchor_vertices` (fitted to human labels on the ICT
+            mesh, the model's own ``landmarks68[:17]`` on any other).
     Raises:
-        ValueError: a slice does not pass through the face area near its static jaw vertex.
+        ValueError: a slice does not pass through the face area near its static jaw vertex, or
+            ``anchor_vertex_ids`` is not 17 vertices of the face area.
     """
-    neutral = model.neutral.astype(np.float64)
-    triangles = model.triangles[(model.triangles < model.face_area_vertex_count).all(axis=1)]
-    edges, triangle_edges = _edges(triangles)
-    landmarks = np.asarray(model.landmarks68, dtype=np.int64)
-    centre_ids = landmarks[list(CENTRE_LANDMARKS)]
-    centre = neutral[centre_ids].mean(axis=0)
-    static = neutral[landmarks[:N_JAW]]
-    lowest_cheek_y = min(static[k, 1] for k in range(N_JAW) if k not in CHIN_LANDMARKS)
-
-    curves = []
-    for k in range(N_JAW):
-        if k in CHIN_LANDMARKS:
-            normal, outward, keep = _chin_slice(static[k], centre, lowest_cheek_y)
-        else:
-            normal, outward, keep = _cheek_slice(static[k], midline_gap)
-        offset = neutral @ normal - static[k] @ normal
-        chain = _slice_chain(neutral, edges, triangle_edges, offset, static[k])
-        if chain is None:
-            raise ValueError(f"jaw landmark {k}: its slice does not reach the face area")
-        ids, weights, points = _resample(neutral, *chain, spacing)
-        # Rows through the eye or lips may curl into the opening: a cheek curve starts at its
-        # front-most point.
-        curves.append(_trim(ids, weights, points, static[k], outward, keep,
-                            cut_at_max_z=k not in CHIN_LANDMARKS, outer_margin=outer_margin))
-
+    mesh = SliceMesh.of(model)
+    anchors = (jaw_anchor_vertices(model) if anchor_vertex_ids is None
+               else np.asarray(anchor_vertex_ids, dtype=np.int64))
+    if anchors.shape != (N_JAW,) or anchors.min() < 0 or \
+            anchors.max() >= model.face_area_vertex_count:
+        raise ValueError(f"anchor_vertex_ids must be {N_JAW} face-area vertices, got {anchors!r}")
+    static = mesh.neutral[anchors]
+    lowest = lowest_cheek_height(static)
+    curves = [jaw_curve(mesh, k, static[k], lowest, spacing, outer_margin, midline_gap)
+              for k in range(N_JAW)]
     n_points = max(len(c[0]) for c in curves)
     vertex_ids = np.stack([_pad(ids, n_points) for ids, _ in curves])
     weights = np.stack([_pad(w, n_points) for _, w in curves]).astype(np.float32)
@@ -182,7 +231,7 @@ def build_contour_curves(model: FaceModel, spacing: float = SPACING_CM,
                          is_chin=np.isin(np.arange(N_JAW), CHIN_LANDMARKS),
                          side=np.sign(static[:, 0]).astype(np.float32),
                          lengths=np.array([len(c[0]) for c in curves], dtype=np.int64),
-                         centre_vertex_ids=centre_ids,
+                         centre_vertex_ids=mesh.centre_ids,
                          landmark_vertex_ids=feature_landmark_vertices(model))
 
 

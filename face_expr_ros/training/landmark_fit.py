@@ -7,7 +7,13 @@ face, training faces included (bench/fit_landmarks.py measures it: inner-lip poi
 network can remove that offset: it is in the definition. This module picks, for each feature
 landmark, the mesh vertex near the model's own whose projections, on the network's meshes of
 labelled training faces, are closest to the labels on average. The landmarks stay fixed vertices
-(DESIGN.md, "Contour landmarks"); the jaw (0-16) stays dynamic and is not touched.
+(DESIGN.md, "Contour landmarks").
+
+The jaw (0-16) stays dynamic, but where along the jaw line its landmarks fall is set by the
+anchors its contour curves are sliced through (core.contour), ICT's static jaw vertices by default
+and as much a convention: :func:`jaw_candidate_errors` scores the curve through each vertex near an
+anchor as the feature candidates are scored, and :func:`jaw_outline_distances` lets the fit leave
+out anchors whose curve would no longer reach the outline of a turned face.
 
 Left and right are chosen together: landmark ``k`` takes vertex ``v`` and its mirror partner
 ``FLIP_PERMUTATION_68[k]`` takes the vertex nearest to ``v`` reflected in x = 0, so a horizontally
@@ -16,10 +22,14 @@ flipped face (an augmentation of training) keeps its landmarks' meaning. Landmar
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..core.camera import project_orthographic
+from ..core import contour
+from ..core.camera import euler_to_matrix, project_orthographic
 from ..core.facemodel import N_JAW, N_LANDMARKS, FaceModel
 from ..core.reconstruct import SELLION
 from ..core.synthesis import synthesize_posed
@@ -35,13 +45,17 @@ def mirror_vertices(neutral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index.astype(np.int64), distance
 
 
-def candidate_vertices(neutral: np.ndarray, landmarks68: np.ndarray, radius: float) -> np.ndarray:
-    """Sorted vertex ids within ``radius`` (mesh units, on the neutral mesh) of any feature
-    landmark vertex (iBUG 17-67), the landmarks' own included."""
+def candidate_vertices(neutral: np.ndarray, landmarks68: np.ndarray, radius: float,
+                       landmarks: Sequence[int] = range(N_JAW, N_LANDMARKS),
+                       limit: int | None = None) -> np.ndarray:
+    """Sorted vertex ids within ``radius`` (mesh units, on the neutral mesh) of any of
+    ``landmarks``' vertices (by default the feature landmarks 17-67), the landmarks' own included;
+    only vertices below ``limit`` (e.g. the face area's vertex count) when given."""
     points = np.asarray(neutral, np.float64)
     tree = cKDTree(points)
-    near = tree.query_ball_point(points[np.asarray(landmarks68)[N_JAW:]], radius)
-    return np.unique(np.concatenate([np.asarray(ids, np.int64) for ids in near]))
+    near = tree.query_ball_point(points[np.asarray(landmarks68)[list(landmarks)]], radius)
+    ids = np.unique(np.concatenate([np.asarray(ids, np.int64) for ids in near]))
+    return ids if limit is None else ids[ids < limit]
 
 
 def projected_vertices(model: FaceModel, identity: np.ndarray, expression: np.ndarray,
@@ -71,9 +85,10 @@ def candidate_errors(projected: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def select_vertices(errors: np.ndarray, candidates: np.ndarray, landmarks68: np.ndarray,
                     neutral: np.ndarray, radius: float, midline: float,
-                    keep: tuple[int, ...] = (SELLION,)) -> np.ndarray:
-    """(68,) landmark vertices: the jaw's unchanged, each feature landmark's the candidate of least
-    error, chosen with its mirror partner.
+                    keep: tuple[int, ...] = (SELLION,),
+                    landmarks: Sequence[int] = range(N_JAW, N_LANDMARKS)) -> np.ndarray:
+    """(68,) landmark vertices: those of ``landmarks`` (by default the feature landmarks 17-67)
+    each the candidate of least error, chosen with its mirror partner; the others unchanged.
 
     Args:
         errors: (68, C) :func:`candidate_errors` of ``candidates``.
@@ -85,6 +100,7 @@ def select_vertices(errors: np.ndarray, candidates: np.ndarray, landmarks68: np.
         keep: landmarks that stay on the model's vertex (with their partners). By default the
             sellion (27): it is the origin of the face frames, where consumers of the message
             place the model's mesh (docs/conventions.md).
+        landmarks: the landmarks to choose (the jaw's anchors: ``range(N_JAW)``).
     """
     errors = np.asarray(errors, np.float64)
     candidates = np.asarray(candidates, np.int64)
@@ -96,7 +112,7 @@ def select_vertices(errors: np.ndarray, candidates: np.ndarray, landmarks68: np.
     partner_column = np.array([column.get(int(mirror[v]), -1) for v in candidates])
     own = np.asarray(landmarks68, np.int64)
     chosen = own.copy()
-    for k in range(N_JAW, N_LANDMARKS):
+    for k in landmarks:
         partner = int(FLIP_PERMUTATION_68[k])
         if partner < k or k in keep or partner in keep:
             continue  # chosen with its partner, or kept
@@ -114,3 +130,150 @@ def select_vertices(errors: np.ndarray, candidates: np.ndarray, landmarks68: np.
             if partner != k:
                 chosen[partner] = candidates[partner_column[best]]
     return chosen
+
+
+def jaw_candidate_errors(model: FaceModel, projected: np.ndarray, labels: np.ndarray,
+                         candidates: np.ndarray, anchors: np.ndarray,
+                         radius: float) -> np.ndarray:
+    """(68, C) mean over faces of ``|jaw landmark k - label k| / inter-ocular`` when jaw landmark
+    ``k``'s contour curve is sliced through candidate ``c`` instead of its anchor (inf where ``c``
+    is further than ``radius`` from the anchor, and in the feature rows 17-67).
+
+    Each candidate curve is built as core.contour builds the shipped ones (the chin curves start
+    below the lowest cheek row of ``anchors``) and its point is chosen per face as at run time:
+    the largest ``side * (u - u_c)`` on a cheek curve, ``|(u, v) - (u_c, v_c)|`` on a chin
+    curve, in crop pixels (an orthographic projection keeps the order of both scores).
+
+    Args:
+        projected: (N, V, 2) crop pixels of the face area's vertices ``0..V-1`` on N faces
+            (:func:`projected_vertices`).
+        labels: (N, 68, 2) human labels in the same pixels.
+        candidates: (C,) face-area vertex ids.
+        anchors: (17,) the curves' current static vertices.
+        radius: mesh units.
+    """
+    mesh = contour.SliceMesh.of(model)
+    projected = np.asarray(projected, np.float32)
+    labels = np.asarray(labels, np.float64)
+    scale = interocular_np(labels)
+    centre = projected[:, mesh.centre_ids].mean(axis=1)  # (N, 2)
+    lowest = contour.lowest_cheek_height(mesh.neutral[anchors])
+    errors = np.full((N_LANDMARKS, len(candidates)), np.inf)
+    for k in range(N_JAW):
+        near = np.linalg.norm(mesh.neutral[candidates] - mesh.neutral[anchors[k]], axis=1)
+        for c in np.nonzero(near <= radius)[0]:
+            anchor = mesh.neutral[candidates[c]]
+            try:
+                ids, weights = contour.jaw_curve(mesh, k, anchor, lowest)
+            except ValueError:
+                continue  # the slice misses the face area there
+            chosen = curve_choice(projected, centre, ids, weights, k in contour.CHIN_LANDMARKS,
+                                  float(np.sign(anchor[0])))
+            errors[k, c] = (np.linalg.norm(chosen - labels[:, k], axis=-1) / scale).mean()
+    return errors
+
+
+def curve_choice(projected: np.ndarray, centre: np.ndarray, ids: np.ndarray, weights: np.ndarray,
+                 chin: bool, side: float) -> np.ndarray:
+    """(N, 2) the point one jaw curve gives on N faces, from their (N, V, 2) projected vertices
+    and (N, 2) projected face centres; ``ids``/``weights`` (P, 3) are the curve's points."""
+    points = np.einsum("pk,npkd->npd", np.asarray(weights, np.float32),
+                       projected[:, ids])  # (N, P, 2)
+    offset = points - centre[:, None]
+    score = (offset ** 2).sum(-1) if chin else side * offset[..., 0]
+    return points[np.arange(len(points)), score.argmax(axis=1)]
+
+
+def projected_jaw(curves: contour.ContourCurves, projected: np.ndarray) -> np.ndarray:
+    """(N, 17, 2) the dynamic jaw landmarks of N faces from their (N, V, 2) projected vertices
+    (the choice of core.contour.jaw_landmarks, made in crop pixels)."""
+    projected = np.asarray(projected, np.float32)
+    centre = projected[:, curves.centre_vertex_ids].mean(axis=1)
+    return np.stack([curve_choice(projected, centre, curves.vertex_ids[k], curves.weights[k],
+                                  bool(curves.is_chin[k]), float(curves.side[k]))
+                     for k in range(curves.n_curves)], axis=1)
+
+
+OUTLINE_POSES: tuple[tuple[float, float], ...] = (
+    (30, 0), (-30, 0), (60, 0), (-60, 0), (30, -15), (-30, -15), (30, 15), (-30, 15),
+    (60, -15), (-60, -15), (60, 15), (-60, 15))
+"""(yaw, pitch) degrees at which a cheek curve must reach the face's outline on the far side."""
+SILHOUETTE_PX = 512
+"""Size of the silhouette render; the whole face area (30 cm at most) fits."""
+
+
+def posed_for_outline(model: FaceModel, yaw: float, pitch: float) -> np.ndarray:
+    """(V, 3) neutral vertices rotated into the core camera frame, in silhouette pixels."""
+    rotation = euler_to_matrix(yaw, pitch, 0.0).astype(np.float32)
+    return (model.neutral @ rotation.T) * (SILHOUETTE_PX / 30.0)
+
+
+def silhouette_pixels(points: np.ndarray) -> np.ndarray:
+    """(N, 2) image pixels (y down) of (N, 3) posed points in silhouette pixels."""
+    return np.stack((points[:, 0], -points[:, 1]), axis=1) + SILHOUETTE_PX / 2.0
+
+
+def silhouette_outline(model: FaceModel, points: np.ndarray) -> np.ndarray:
+    """Outer contour (M, 1, 2) of the rasterised face-area triangles of posed ``points``."""
+    triangles = model.triangles[(model.triangles < model.face_area_vertex_count).all(axis=1)]
+    uv = silhouette_pixels(points)
+    mask = np.zeros((SILHOUETTE_PX, SILHOUETTE_PX), np.uint8)
+    cv2.fillPoly(mask, list(np.round(uv[triangles] * 16).astype(np.int32)), 255, shift=4)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=cv2.contourArea)
+
+
+def face_width_cm(model: FaceModel) -> float:
+    """The neutral distance in x between ICT's static jaw vertices 0 and 16 (the outline
+    distances' unit)."""
+    jaw = model.neutral[np.asarray(model.landmarks68)[[0, 16]]]
+    return float(jaw[1, 0] - jaw[0, 0])
+
+
+def outline_distance(outline: np.ndarray, points: np.ndarray, face_width_px: float) -> np.ndarray:
+    """Distance of each posed point's projection to ``outline``, % of the face width."""
+    return np.array([abs(cv2.pointPolygonTest(outline, (float(u), float(v)), True))
+                     for u, v in silhouette_pixels(points)]) / face_width_px * 100.0
+
+
+def jaw_outline_distances(model: FaceModel, candidates: np.ndarray, anchors: np.ndarray,
+                          radius: float) -> np.ndarray:
+    """(68, C) the largest distance (% of the face width) from the outline of the point that
+    cheek landmark ``k``'s curve through candidate ``c`` gives on the far side of the neutral
+    face at :data:`OUTLINE_POSES` (0 for the chin curves 7-9, which the neck hides; inf where
+    ``c`` is further than ``radius`` from the anchor, or in rows 17-67).
+
+    The contour landmark's meaning (DESIGN.md): on a turned face it lies on the outline. A
+    curve moved to a height whose row cannot reach the outline at 60 degrees of yaw (the rows at
+    eye height stop at the eye's rim) would give it another meaning; the fit excludes it.
+    """
+    mesh = contour.SliceMesh.of(model)
+    lowest = contour.lowest_cheek_height(mesh.neutral[anchors])
+    width_px = face_width_cm(model) * SILHOUETTE_PX / 30.0
+    views = []
+    for yaw, pitch in OUTLINE_POSES:
+        points = posed_for_outline(model, yaw, pitch)
+        views.append((yaw, points, silhouette_outline(model, points)))
+    distances = np.full((N_LANDMARKS, len(candidates)), np.inf)
+    for k in range(N_JAW):
+        near = np.linalg.norm(mesh.neutral[candidates] - mesh.neutral[anchors[k]], axis=1)
+        for c in np.nonzero(near <= radius)[0]:
+            if k in contour.CHIN_LANDMARKS:
+                distances[k, c] = 0.0
+                continue
+            anchor = mesh.neutral[candidates[c]]
+            try:
+                ids, weights = contour.jaw_curve(mesh, k, anchor, lowest)
+            except ValueError:
+                continue
+            side = float(np.sign(anchor[0]))
+            worst = 0.0
+            for yaw, points, outline in views:
+                if (yaw > 0) != (side > 0):
+                    continue  # yaw > 0 turns the subject's left (x > 0) away
+                curve = np.einsum("pk,pkd->pd", weights, points[ids])  # (P, 3) posed
+                centre = points[mesh.centre_ids].mean(axis=0)
+                chosen = curve[np.argmax(side * (curve[:, 0] - centre[0]))]
+                worst = max(worst, float(outline_distance(outline, chosen[None], width_px)[0]))
+            distances[k, c] = worst
+    return distances

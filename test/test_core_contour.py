@@ -182,3 +182,11 @@ def test_bad_shape_is_reported(curves):
         contour.jaw_landmarks(torch.zeros(10, 3), curves)
     with pytest.raises(ValueError, match=r"\(V, 3\)"):
         contour.jaw_landmarks_np(np.zeros((2, 10, 3)), curves)
+
+
+def test_bad_anchor_vertices_are_refused(face_model):
+    with pytest.raises(ValueError, match="17 face-area vertices"):
+        contour.build_contour_curves(face_model, anchor_vertex_ids=np.arange(16))
+    beyond = np.full(17, face_model.face_area_vertex_count)
+    with pytest.raises(ValueError, match="17 face-area vertices"):
+        contour.build_contour_curves(face_model, anchor_vertex_ids=beyond)

@@ -22,7 +22,7 @@ flipped face (an augmentation of training) keeps its landmarks' meaning. Landmar
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -157,8 +157,20 @@ def jaw_candidate_errors(model: FaceModel, projected: np.ndarray, labels: np.nda
     labels = np.asarray(labels, np.float64)
     scale = interocular_np(labels)
     centre = projected[:, mesh.centre_ids].mean(axis=1)  # (N, 2)
-    lowest = contour.lowest_cheek_height(mesh.neutral[anchors])
     errors = np.full((N_LANDMARKS, len(candidates)), np.inf)
+    for k, c, side, ids, weights in candidate_curves(mesh, candidates, anchors, radius):
+        chosen = curve_choice(projected, centre, ids, weights, k in contour.CHIN_LANDMARKS, side)
+        errors[k, c] = (np.linalg.norm(chosen - labels[:, k], axis=-1) / scale).mean()
+    return errors
+
+
+def candidate_curves(mesh: contour.SliceMesh, candidates: np.ndarray, anchors: np.ndarray,
+                     radius: float) -> Iterator[tuple[int, int, float, np.ndarray, np.ndarray]]:
+    """Every (jaw landmark k, candidate column c) with the candidate within ``radius`` of k's
+    anchor and a slice through it that reaches the face area: ``(k, c, side, ids, weights)``,
+    the curve built as core.contour builds the shipped ones (the chin curves start below the
+    lowest cheek row of ``anchors``); ``side`` is the candidate's sign of x."""
+    lowest = contour.lowest_cheek_height(mesh.neutral[anchors])
     for k in range(N_JAW):
         near = np.linalg.norm(mesh.neutral[candidates] - mesh.neutral[anchors[k]], axis=1)
         for c in np.nonzero(near <= radius)[0]:
@@ -167,10 +179,7 @@ def jaw_candidate_errors(model: FaceModel, projected: np.ndarray, labels: np.nda
                 ids, weights = contour.jaw_curve(mesh, k, anchor, lowest)
             except ValueError:
                 continue  # the slice misses the face area there
-            chosen = curve_choice(projected, centre, ids, weights, k in contour.CHIN_LANDMARKS,
-                                  float(np.sign(anchor[0])))
-            errors[k, c] = (np.linalg.norm(chosen - labels[:, k], axis=-1) / scale).mean()
-    return errors
+            yield k, int(c), float(np.sign(anchor[0])), ids, weights
 
 
 def curve_choice(projected: np.ndarray, centre: np.ndarray, ids: np.ndarray, weights: np.ndarray,
@@ -248,32 +257,23 @@ def jaw_outline_distances(model: FaceModel, candidates: np.ndarray, anchors: np.
     eye height stop at the eye's rim) would give it another meaning; the fit excludes it.
     """
     mesh = contour.SliceMesh.of(model)
-    lowest = contour.lowest_cheek_height(mesh.neutral[anchors])
     width_px = face_width_cm(model) * SILHOUETTE_PX / 30.0
     views = []
     for yaw, pitch in OUTLINE_POSES:
         points = posed_for_outline(model, yaw, pitch)
         views.append((yaw, points, silhouette_outline(model, points)))
     distances = np.full((N_LANDMARKS, len(candidates)), np.inf)
-    for k in range(N_JAW):
-        near = np.linalg.norm(mesh.neutral[candidates] - mesh.neutral[anchors[k]], axis=1)
-        for c in np.nonzero(near <= radius)[0]:
-            if k in contour.CHIN_LANDMARKS:
-                distances[k, c] = 0.0
-                continue
-            anchor = mesh.neutral[candidates[c]]
-            try:
-                ids, weights = contour.jaw_curve(mesh, k, anchor, lowest)
-            except ValueError:
-                continue
-            side = float(np.sign(anchor[0]))
-            worst = 0.0
-            for yaw, points, outline in views:
-                if (yaw > 0) != (side > 0):
-                    continue  # yaw > 0 turns the subject's left (x > 0) away
-                curve = np.einsum("pk,pkd->pd", weights, points[ids])  # (P, 3) posed
-                centre = points[mesh.centre_ids].mean(axis=0)
-                chosen = curve[np.argmax(side * (curve[:, 0] - centre[0]))]
-                worst = max(worst, float(outline_distance(outline, chosen[None], width_px)[0]))
-            distances[k, c] = worst
+    for k, c, side, ids, weights in candidate_curves(mesh, candidates, anchors, radius):
+        if k in contour.CHIN_LANDMARKS:
+            distances[k, c] = 0.0
+            continue
+        worst = 0.0
+        for yaw, points, outline in views:
+            if (yaw > 0) != (side > 0):
+                continue  # yaw > 0 turns the subject's left (x > 0) away
+            curve = np.einsum("pk,pkd->pd", weights, points[ids])  # (P, 3) posed
+            centre = points[mesh.centre_ids].mean(axis=0)
+            chosen = curve[np.argmax(side * (curve[:, 0] - centre[0]))]
+            worst = max(worst, float(outline_distance(outline, chosen[None], width_px)[0]))
+        distances[k, c] = worst
     return distances

@@ -7,6 +7,7 @@ randomly initialised network (the contract holds for any weights).
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -58,12 +59,26 @@ def _weights(tmp_path):
     return str(save_weights(tmp_path / "random_init.safetensors", FaceNet()))
 
 
+def run_demo(cmd: list[str], timeout: float, domain: int) -> subprocess.CompletedProcess:
+    """Run the demo CLI in its own process group; past ``timeout`` the whole group (the demo and
+    the node it started) is killed, so a starved run leaves no node behind, then it fails."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True,
+                          env={**os.environ, "ROS_DOMAIN_ID": str(domain)}) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the demo did not end within {timeout} s:\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 def test_demo_end_to_end(ros_env, face_model, tmp_path):
     out = tmp_path / "overlays"
     cmd = [sys.executable, "-m", "face_expr_ros.cli", "demo", "--out", str(out),
            "--weights", _weights(tmp_path), "--timeout", "50"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=58,
-                         env={**os.environ, "ROS_DOMAIN_ID": str(ros_env)})
+    run = run_demo(cmd, timeout=58, domain=ros_env)
     text = run.stdout + run.stderr
     assert run.returncode == 0, text
     assert f"ROS_DOMAIN_ID={ros_env}" in text
@@ -81,10 +96,8 @@ def test_demo_reports_a_node_that_fails(ros_env, tmp_path):
     """Weights that are not weights: the node's configure fails and the demo says why."""
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    run = subprocess.run([sys.executable, "-m", "face_expr_ros.cli", "demo", "--no-overlays",
-                          "--weights", str(bad), "--timeout", "40"],
-                         capture_output=True, text=True, timeout=55,
-                         env={**os.environ, "ROS_DOMAIN_ID": str(ros_env)})
+    run = run_demo([sys.executable, "-m", "face_expr_ros.cli", "demo", "--no-overlays",
+                    "--weights", str(bad), "--timeout", "40"], timeout=55, domain=ros_env)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "face_expr demo: error:" in run.stderr
     assert "bad.safetensors" in run.stderr  # the node's own message, from its log tail

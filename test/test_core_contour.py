@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from face_expr_ros.core import contour
-from face_expr_ros.core.camera import euler_to_matrix
 from face_expr_ros.core.feature_landmarks import feature_landmark_vertices, jaw_anchor_vertices
 from face_expr_ros.core.synthesis import synthesize
 from face_expr_ros.training.landmark_fit import (OUTLINE_POSES, SILHOUETTE_PX, face_width_cm,
-                                                  outline_distance, silhouette_outline)
+                                                  outline_distance, posed_for_outline,
+                                                  silhouette_outline)
 
 RESOLUTION = SILHOUETTE_PX  # px of the silhouette render
 OUTLINE_TOLERANCE = 2.0  # % of face width
@@ -37,14 +37,6 @@ def far_cheek_landmarks(yaw: float) -> list[int]:
     chin's lower edge shows against the neck (looking up) it is not on the outer outline.
     """
     return list(range(10, 17)) if yaw > 0 else list(range(0, 7))
-
-
-def posed(face_model, yaw: float, pitch: float, vertices: np.ndarray | None = None) -> np.ndarray:
-    """(V, 3) vertices rotated into the core camera frame, in pixels of the silhouette render."""
-    rotation = euler_to_matrix(yaw, pitch, 0.0).astype(np.float32)
-    scale = RESOLUTION / 30.0  # the whole face area (30 cm tall at most) fits
-    base = face_model.neutral if vertices is None else vertices
-    return (base @ rotation.T) * scale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +70,7 @@ def test_frontal_jaw_is_near_static_vertices(face_model, curves):
 
 @pytest.mark.parametrize("yaw,pitch", POSES)
 def test_far_side_jaw_lies_on_outline(face_model, curves, face_width, yaw, pitch):
-    points = posed(face_model, yaw, pitch)
+    points = posed_for_outline(face_model, yaw, pitch)
     contour_px = silhouette_outline(face_model, points)
     width_px = face_width * RESOLUTION / 30.0
     far = far_cheek_landmarks(yaw)
@@ -126,7 +118,8 @@ def _random_faces(face_model, batch: int, seed: int = 0) -> torch.Tensor:
     for b in range(batch):
         beta = rng.uniform(0, 0.6, face_model.n_expressions).astype(np.float32)
         mesh = synthesize(face_model, beta, identity=rng.normal(size=10).astype(np.float32))
-        faces.append(posed(face_model, rng.uniform(-70, 70), rng.uniform(-20, 20), mesh))
+        yaw, pitch = rng.uniform(-70, 70), rng.uniform(-20, 20)
+        faces.append(posed_for_outline(face_model, yaw, pitch, mesh))
     return torch.as_tensor(np.stack(faces))
 
 

@@ -485,12 +485,26 @@ def jaw_landmarks_np(posed_vertices: np.ndarray, curves: ContourCurves,
     if centre is None:
         centre = vertices[curves.centre_vertex_ids].mean(axis=0)
     xy = curves.points(vertices)[..., :2] - np.asarray(centre, dtype=np.float32)[:2]  # (C, P, 2)
-    score = np.where(curves.is_chin[:, None], (xy ** 2).sum(-1), curves.side[:, None] * xy[..., 0])
-    indices = score.argmax(axis=-1)
+    indices = choose_on_curves(xy, curves.is_chin, curves.side)
     rows = np.arange(curves.n_curves)
     corners = vertices[curves.vertex_ids[rows, indices]]  # (C, 3 corners, 3 xyz)
     positions = np.einsum("ck,ckd->cd", curves.weights[rows, indices], corners)
     return positions.astype(np.float32), indices.astype(np.int64)
+
+
+def choose_on_curves(xy: np.ndarray, is_chin: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """numpy choice of :func:`jaw_landmarks`: (..., C) index of the chosen point of each curve.
+
+    Args:
+        xy: (..., C, P, 2) curve points relative to the face centre, x along the camera-aligned x
+            (any scale; y may point up or down: only its square counts).
+        is_chin: (C,) bool, chin curves (largest ``x^2 + y^2``); the others are cheek curves
+            (largest ``side * x``).
+        side: (C,) the cheek curves' sides (:attr:`ContourCurves.side`).
+    """
+    score = np.where(np.asarray(is_chin)[:, None], (xy ** 2).sum(-1),
+                     np.asarray(side, dtype=xy.dtype)[:, None] * xy[..., 0])
+    return score.argmax(axis=-1)
 
 
 def model_landmarks_np(model: FaceModel, posed_vertices: np.ndarray,

@@ -47,12 +47,7 @@ def feature_landmark_vertices(model: FaceModel) -> np.ndarray:
     """(68,) int64 landmark vertices: ``model.landmarks68`` with 17-67 replaced by the fitted
     ones when ``model`` is the mesh the table was fitted on; else ``model.landmarks68``."""
     own = np.asarray(model.landmarks68, np.int64)
-    if not FEATURE_VERTICES or len(model.neutral) != FITTED_ON_VERTICES:
-        return own.copy()
-    table = np.asarray(FEATURE_VERTICES, np.int64)
-    if not np.array_equal(table[:, 0], own[N_JAW:]):
-        return own.copy()
-    return np.concatenate((own[:N_JAW], table[:, 1]))
+    return np.concatenate((own[:N_JAW], _fitted(FEATURE_VERTICES, own[N_JAW:], model)))
 
 
 # JAW_ANCHOR_VERTICES[k] = (ICT's static vertex, the fitted anchor) for jaw landmark k = 0..16: the
@@ -68,10 +63,14 @@ JAW_ANCHOR_VERTICES: tuple[tuple[int, int], ...] = (
 def jaw_anchor_vertices(model: FaceModel) -> np.ndarray:
     """(17,) int64 static vertices the jaw contour curves are sliced through: the fitted anchors
     when ``model`` is the mesh the table was fitted on; else ``model.landmarks68[:17]``."""
-    own = np.asarray(model.landmarks68, np.int64)[:N_JAW]
-    if not JAW_ANCHOR_VERTICES or len(model.neutral) != FITTED_ON_VERTICES:
+    return _fitted(JAW_ANCHOR_VERTICES, np.asarray(model.landmarks68, np.int64)[:N_JAW], model)
+
+
+def _fitted(table: tuple[tuple[int, int], ...], own: np.ndarray, model: FaceModel) -> np.ndarray:
+    """The table's fitted vertices where ``model`` is the mesh it was fitted on (its vertex count)
+    and ``own`` its first column; else a copy of ``own``."""
+    pairs = np.asarray(table, np.int64).reshape(-1, 2)
+    if (not len(pairs) or len(model.neutral) != FITTED_ON_VERTICES
+            or not np.array_equal(pairs[:, 0], own)):
         return own.copy()
-    table = np.asarray(JAW_ANCHOR_VERTICES, np.int64)
-    if not np.array_equal(table[:, 0], own):
-        return own.copy()
-    return table[:, 1].copy()
+    return pairs[:, 1].copy()

@@ -1,4 +1,5 @@
-"""Re-choose the feature landmarks' mesh vertices (iBUG 17-67) so they mean what human labellers mean.
+"""Re-choose the landmarks' mesh vertices (feature points 17-67, jaw curves' anchors) so they mean
+what human labellers mean.
 
 A face model's landmark vertices are one convention; 300-W's labellers follow another. Where they
 differ, the network's projected landmark is off the human label by about the same amount on every
@@ -67,9 +68,10 @@ def projected_vertices(model: FaceModel, identity: np.ndarray, expression: np.nd
     identity (N, K) uses the model's first K modes; expression (N, E); rotation (N, 3, 3);
     translation (N, 3); scale (N,)."""
     centre = ((input_size - 1) / 2.0,) * 2
+    faces = zip(identity, expression, rotation, translation, scale)
     return np.stack([project_orthographic(
         synthesize_posed(model, beta, r, t, float(s), identity=alpha, vertex_ids=vertex_ids),
-        centre) for alpha, beta, r, t, s in zip(identity, expression, rotation, translation, scale)])
+        centre) for alpha, beta, r, t, s in faces])
 
 
 def candidate_errors(projected: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -184,13 +186,14 @@ def candidate_curves(mesh: contour.SliceMesh, candidates: np.ndarray, anchors: n
 
 def curve_choice(projected: np.ndarray, centre: np.ndarray, ids: np.ndarray, weights: np.ndarray,
                  chin: bool, side: float) -> np.ndarray:
-    """(N, 2) the point one jaw curve gives on N faces, from their (N, V, 2) projected vertices
-    and (N, 2) projected face centres; ``ids``/``weights`` (P, 3) are the curve's points."""
+    """(N, 2) the point one jaw curve gives on N faces (core.contour.choose_on_curves), from their
+    (N, V, 2) projected vertices and (N, 2) projected face centres; ``ids``/``weights`` (P, 3) are
+    the curve's points."""
     points = np.einsum("pk,npkd->npd", np.asarray(weights, np.float32),
                        projected[:, ids])  # (N, P, 2)
-    offset = points - centre[:, None]
-    score = (offset ** 2).sum(-1) if chin else side * offset[..., 0]
-    return points[np.arange(len(points)), score.argmax(axis=1)]
+    index = contour.choose_on_curves((points - centre[:, None])[:, None], np.array([chin]),
+                                     np.array([side]))[:, 0]
+    return points[np.arange(len(points)), index]
 
 
 def projected_jaw(curves: contour.ContourCurves, projected: np.ndarray) -> np.ndarray:
@@ -198,9 +201,11 @@ def projected_jaw(curves: contour.ContourCurves, projected: np.ndarray) -> np.nd
     (the choice of core.contour.jaw_landmarks, made in crop pixels)."""
     projected = np.asarray(projected, np.float32)
     centre = projected[:, curves.centre_vertex_ids].mean(axis=1)
-    return np.stack([curve_choice(projected, centre, curves.vertex_ids[k], curves.weights[k],
-                                  bool(curves.is_chin[k]), float(curves.side[k]))
-                     for k in range(curves.n_curves)], axis=1)
+    points = np.einsum("cpk,ncpkd->ncpd", curves.weights,
+                       projected[:, curves.vertex_ids])  # (N, C, P, 2)
+    index = contour.choose_on_curves(points - centre[:, None, None], curves.is_chin, curves.side)
+    rows = np.arange(len(points))[:, None]
+    return points[rows, np.arange(curves.n_curves)[None], index]
 
 
 OUTLINE_POSES: tuple[tuple[float, float], ...] = (
@@ -211,14 +216,17 @@ SILHOUETTE_PX = 512
 """Size of the silhouette render; the whole face area (30 cm at most) fits."""
 
 
-def posed_for_outline(model: FaceModel, yaw: float, pitch: float) -> np.ndarray:
-    """(V, 3) neutral vertices rotated into the core camera frame, in silhouette pixels."""
+def posed_for_outline(model: FaceModel, yaw: float, pitch: float,
+                      vertices: np.ndarray | None = None) -> np.ndarray:
+    """(V, 3) vertices (default the neutral mesh) rotated into the core camera frame, in
+    silhouette pixels."""
     rotation = euler_to_matrix(yaw, pitch, 0.0).astype(np.float32)
-    return (model.neutral @ rotation.T) * (SILHOUETTE_PX / 30.0)
+    base = model.neutral if vertices is None else vertices
+    return (base @ rotation.T) * (SILHOUETTE_PX / 30.0)
 
 
 def silhouette_pixels(points: np.ndarray) -> np.ndarray:
-    """(N, 2) image pixels (y down) of (N, 3) posed points in silhouette pixels."""
+    """(N, 2) image pixels (y down) of (N, 2 or 3) posed points in silhouette pixels (y up)."""
     return np.stack((points[:, 0], -points[:, 1]), axis=1) + SILHOUETTE_PX / 2.0
 
 
@@ -258,22 +266,18 @@ def jaw_outline_distances(model: FaceModel, candidates: np.ndarray, anchors: np.
     """
     mesh = contour.SliceMesh.of(model)
     width_px = face_width_cm(model) * SILHOUETTE_PX / 30.0
-    views = []
+    views = []  # (yaw, posed xy, the face centre's xy, outline)
     for yaw, pitch in OUTLINE_POSES:
         points = posed_for_outline(model, yaw, pitch)
-        views.append((yaw, points, silhouette_outline(model, points)))
+        views.append((yaw, points[:, :2], points[mesh.centre_ids, :2].mean(axis=0),
+                      silhouette_outline(model, points)))
     distances = np.full((N_LANDMARKS, len(candidates)), np.inf)
     for k, c, side, ids, weights in candidate_curves(mesh, candidates, anchors, radius):
         if k in contour.CHIN_LANDMARKS:
             distances[k, c] = 0.0
             continue
-        worst = 0.0
-        for yaw, points, outline in views:
-            if (yaw > 0) != (side > 0):
-                continue  # yaw > 0 turns the subject's left (x > 0) away
-            curve = np.einsum("pk,pkd->pd", weights, points[ids])  # (P, 3) posed
-            centre = points[mesh.centre_ids].mean(axis=0)
-            chosen = curve[np.argmax(side * (curve[:, 0] - centre[0]))]
-            worst = max(worst, float(outline_distance(outline, chosen[None], width_px)[0]))
-        distances[k, c] = worst
+        far = [view for view in views if (view[0] > 0) == (side > 0)]  # yaw > 0 turns x > 0 away
+        distances[k, c] = max(float(outline_distance(
+            outline, curve_choice(xy[None], centre[None], ids, weights, False, side), width_px)[0])
+            for _, xy, centre, outline in far)
     return distances
